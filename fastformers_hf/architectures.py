@@ -1,0 +1,79 @@
+"""What we know about each supported encoder architecture, as data (the PEFT way), not as branches in code.
+
+Every module path is relative to the *base model* (``model.base_model``), so it holds for
+``BertModel`` and ``BertForSequenceClassification`` alike. ``{i}`` stands for a layer index.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import FastFormersError
+
+
+@dataclass(frozen=True)
+class ArchitectureSpec:
+    layers: str  # ModuleList of transformer blocks
+    query: str
+    key: str
+    value: str
+    attention_output: str  # Linear that mixes the heads back into the hidden size
+    intermediate: str  # Linear hidden -> FFN width
+    output: str  # Linear FFN width -> hidden
+    num_layers_attr: str = "num_hidden_layers"
+    num_heads_attr: str = "num_attention_heads"
+    hidden_size_attr: str = "hidden_size"
+    intermediate_size_attr: str = "intermediate_size"
+    activation_attr: str = "hidden_act"
+
+
+_BERT_LIKE = ArchitectureSpec(
+    layers="encoder.layer",
+    query="attention.self.query",
+    key="attention.self.key",
+    value="attention.self.value",
+    attention_output="attention.output.dense",
+    intermediate="intermediate.dense",
+    output="output.dense",
+)
+
+ARCHITECTURES: dict[str, ArchitectureSpec] = {
+    "bert": _BERT_LIKE,  # also MiniLM, which ships as BERT
+    "roberta": _BERT_LIKE,
+    "xlm-roberta": _BERT_LIKE,
+    "electra": _BERT_LIKE,
+    "distilbert": ArchitectureSpec(
+        layers="transformer.layer",
+        query="attention.q_lin",
+        key="attention.k_lin",
+        value="attention.v_lin",
+        attention_output="attention.out_lin",
+        intermediate="ffn.lin1",
+        output="ffn.lin2",
+        num_layers_attr="n_layers",
+        num_heads_attr="n_heads",
+        hidden_size_attr="dim",
+        intermediate_size_attr="hidden_dim",
+        activation_attr="activation",
+    ),
+}
+
+
+def get_spec(model_or_config) -> ArchitectureSpec:
+    """The architecture spec for a model or config; a clear error for anything else."""
+    config = getattr(model_or_config, "config", model_or_config)
+    model_type = getattr(config, "model_type", None)
+    if model_type not in ARCHITECTURES:
+        raise FastFormersError(
+            f"not supported: {model_type}; supported: {', '.join(sorted(ARCHITECTURES))}"
+        )
+    return ARCHITECTURES[model_type]
+
+
+def get_layers(model):
+    """The ModuleList of transformer blocks of ``model`` (any head on top)."""
+    spec = get_spec(model)
+    return model.base_model.get_submodule(spec.layers)
+
+
+def config_value(config, attr: str):
+    return getattr(config, attr)

@@ -1,0 +1,29 @@
+"""Classification metrics that work offline.
+
+``evaluate.load("accuracy")`` downloads its metric script from the Hub at run time and fails without a network,
+so we compute the same numbers with scikit-learn (which ``evaluate``'s scripts call underneath anyway).
+"""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+
+METRICS = {
+    "accuracy": lambda y, p: float(accuracy_score(y, p)),
+    "f1": lambda y, p: float(f1_score(y, p, average="binary" if len(set(y) | set(p)) <= 2 else "macro")),
+    "matthews_correlation": lambda y, p: float(matthews_corrcoef(y, p)),
+}
+
+
+def classification_metrics(labels, predictions, names=("accuracy", "f1", "matthews_correlation")) -> dict[str, float]:
+    labels = np.asarray(labels)
+    predictions = np.asarray(predictions)
+    return {name: METRICS[name](labels, predictions) for name in names}
+
+
+def compute_metrics(eval_pred) -> dict[str, float]:
+    """A ``Trainer(compute_metrics=...)`` function: logits -> argmax -> accuracy, F1, Matthews correlation."""
+    logits, labels = eval_pred.predictions, eval_pred.label_ids
+    if isinstance(logits, tuple):  # (logits, hidden_states, ...) when the model returns extras
+        logits = logits[0]
+    return classification_metrics(labels, np.argmax(logits, axis=-1))
