@@ -17,7 +17,7 @@ _EXPORTS = {
     "cache_teacher_logits": ".distillation_trainer",
     "soft_cross_entropy": ".distillation_trainer",
     "make_student": ".student",
-    "compression_record": ".compression_record",
+    "compression_record": ".shape_record",
     "record_measurement": ".measurements",
     "load_measurements": ".measurements",
     "compute_metrics": ".metrics",

@@ -24,7 +24,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from .architectures import get_spec
 from .compatibility import check_same_labels, check_same_vocabulary
-from .compression_record import update_record
+from .shape_record import update_record
 from .distillation_config import DistillationConfig
 from .errors import FastFormersError
 

@@ -9,7 +9,7 @@ from transformers import AutoModelForSequenceClassification, PreTrainedModel
 
 from .architectures import get_spec
 from .compatibility import check_same_vocabulary
-from .compression_record import update_record
+from .shape_record import update_record
 from .errors import FastFormersError
 
 
