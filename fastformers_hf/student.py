@@ -41,7 +41,9 @@ def make_student(
         overrides = {"num_labels": tconfig.num_labels, "id2label": tconfig.id2label, "label2id": tconfig.label2id}
         if hidden_act:
             overrides[get_spec(teacher).activation_attr] = hidden_act
-        student = AutoModelForSequenceClassification.from_pretrained(general_checkpoint, **overrides)
+        # The general checkpoint has no head for this task (or one of another size): start a fresh one.
+        student = AutoModelForSequenceClassification.from_pretrained(general_checkpoint, ignore_mismatched_sizes=True,
+                                                                     **overrides)
         check_same_vocabulary(teacher, student)
         update_record(student.config, {"step": "student", "recipe": "task_agnostic",
                                        "general_checkpoint": str(general_checkpoint)},
