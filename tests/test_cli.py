@@ -1,0 +1,43 @@
+import subprocess
+import sys
+
+import pytest
+
+from fastformers_hf.cli import COMMANDS, main
+
+
+def test_help_lists_every_command(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in COMMANDS)
+
+
+def test_unknown_command_exits_2(capsys):
+    assert main(["frobnicate"]) == 2
+    assert "unknown command 'frobnicate'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["distill", "--output_dir", "x", "--temperature", "0"], "temperature must be > 0"),
+    (["distill", "--output_dir", "x"], "pass --data"),
+])
+def test_bad_arguments_give_one_line_error_not_traceback(argv, match):
+    proc = subprocess.run([sys.executable, "-m", "fastformers_hf.cli", *argv], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert match in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_distill_command_end_to_end(tmp_path, trained_teacher, tokenizer):
+    trained_teacher.save_pretrained(tmp_path / "teacher")
+    tokenizer.save_pretrained(tmp_path / "teacher")
+    data = tmp_path / "data"
+    data.mkdir()
+    from fastformers_hf.synthetic import make_sentiment_data
+
+    raw = make_sentiment_data(200, 50, seed=3)
+    for split, name in (("train", "train"), ("validation", "dev")):
+        raw[split].to_csv(data / f"{name}.tsv", sep="\t", index=False)
+    code = main(["distill", "--teacher_model_name_or_path", str(tmp_path / "teacher"), "--data", str(data),
+                 "--task", "sst2", "--student_layers", "1", "--output_dir", str(tmp_path / "student"),
+                 "--max_steps", "5", "--report_to", "none", "--per_device_train_batch_size", "16"])
+    assert code == 0 and (tmp_path / "student" / "model.safetensors").exists()
