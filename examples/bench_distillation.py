@@ -33,6 +33,8 @@ class BenchArgs:
     out: str = field(default="runs/bench_distillation", metadata={"help": "Report and cached models go here."})
     data_dir: str = field(default="../shared/data/sst2", metadata={"help": "Folder with GLUE train.tsv/dev.tsv."})
     teacher_init: str = field(default=None, metadata={"help": "Pretrained encoder to fine-tune (default: MiniLM-L6)."})
+    teacher_dir: str = field(default=None, metadata={"help": "Skip fine-tuning: use this fine-tuned teacher "
+                             "(e.g. ../shared/models/sst2-minilm-teacher, the common reference teacher)."})
     teacher_steps: int = field(default=1500, metadata={"help": "Teacher fine-tuning steps of 32 sentences."})
     student_steps: int = field(default=1500, metadata={"help": "Steps for each student (distilled and not)."})
     student_layers: int = field(default=3, metadata={"help": "Student depth; initialised from teacher layers."})
@@ -65,7 +67,7 @@ def main():
     out = Path(args.out)
     torch_threads(args.threads)
     teacher_init = args.teacher_init or default_teacher_init()
-    tokenizer = AutoTokenizer.from_pretrained(teacher_init)
+    tokenizer = AutoTokenizer.from_pretrained(args.teacher_dir or teacher_init)
     n_train = args.teacher_steps * 32
     raw = load_task_data(args.data_dir, max_train_samples=n_train, seed=0)
     data = tokenize(raw, tokenizer, max_length=args.max_length)
@@ -78,9 +80,15 @@ def main():
         trainer.train()
         trainer.save_model()
 
-    stages["teacher"] = stage(out, "teacher", lambda p: fine_tune(
-        p, AutoModelForSequenceClassification.from_pretrained(teacher_init, num_labels=2, **labels), args.teacher_steps))
-    teacher = AutoModelForSequenceClassification.from_pretrained(out / "teacher")
+    if args.teacher_dir:
+        stages["teacher"] = {"wall_s": None, "source": args.teacher_dir}
+        model_dirs = {"teacher": Path(args.teacher_dir)}
+    else:
+        stages["teacher"] = stage(out, "teacher", lambda p: fine_tune(
+            p, AutoModelForSequenceClassification.from_pretrained(teacher_init, num_labels=2, **labels),
+            args.teacher_steps))
+        model_dirs = {"teacher": out / "teacher"}
+    teacher = AutoModelForSequenceClassification.from_pretrained(model_dirs["teacher"])
 
     def distil(path):
         train = cache_teacher_logits(teacher, data["train"], tokenizer, batch_size=256,
@@ -95,10 +103,11 @@ def main():
     stages["undistilled_student"] = stage(out, "undistilled_student", lambda p: fine_tune(
         p, make_student(teacher, num_layers=args.student_layers), args.student_steps))
 
+    model_dirs |= {"distilled_student": out / "distilled_student", "undistilled_student": out / "undistilled_student"}
     rows, monitor = {}, LoadMonitor()
     dev_sample = raw["validation"].select(range(min(args.latency_samples, len(raw["validation"]))))
     for name in stages:
-        model = AutoModelForSequenceClassification.from_pretrained(out / name).eval()
+        model = AutoModelForSequenceClassification.from_pretrained(model_dirs[name]).eval()
         evaluator = Trainer(model=model, args=train_args(out / name, 1), processing_class=tokenizer,
                             compute_metrics=compute_metrics)
         accuracy = evaluator.evaluate(data["validation"])["eval_accuracy"]
@@ -109,6 +118,8 @@ def main():
         torch_threads(args.threads)
         rows[name] = {"dev_accuracy": accuracy, "parameters": sum(p.numel() for p in model.parameters()),
                       "latency_batch1_1thread": latency, "load": monitor.summary(), **stages[name]}
+        if name == "teacher" and args.teacher_dir:
+            continue  # never write into a teacher we were only given to read
         command = "python examples/bench_distillation.py"
         record_measurement(out / name, "accuracy", accuracy, dataset="sst2", split="validation", command=command)
         record_measurement(out / name, "latency_batch1_median_ms", latency["median_ms"], unit="ms", dataset="sst2",
@@ -126,8 +137,9 @@ def main():
     for name, r in rows.items():
         lat = r["latency_batch1_1thread"]
         lines.append(f"| {name} | {r['dev_accuracy']:.4f} | {r['parameters'] / 1e6:.1f}M | {lat['median_ms']:.2f} | "
-                     f"{lat['p99_ms']:.2f} | {base / lat['median_ms']:.2f}x | {r['wall_s']:.0f} | "
-                     f"{r['load']['other_load_cores_median']:.2f}{' (disturbed)' if r['load']['disturbed'] else ''} |")
+                     f"{lat['p99_ms']:.2f} | {base / lat['median_ms']:.2f}x | "
+                     f"{'reused' if r['wall_s'] is None else format(r['wall_s'], '.0f')} | "
+                     f"{r['load']['other_load_cores']:.2f}{' (disturbed)' if r['load']['disturbed'] else ''} |")
     lines.append(f"\nDistilled student keeps {100 * report['distilled_keeps_of_teacher']:.1f}% of the teacher's dev "
                  f"accuracy; distilled minus undistilled: {100 * report['distilled_minus_undistilled']:+.2f} points. "
                  f"Train subset: {len(data['train'])} SST-2 sentences (seed-0 shuffle); latency: {len(dev_sample)} dev "

@@ -3,7 +3,6 @@ other processes put on the machine while we measured (these machines are shared 
 from __future__ import annotations
 
 import os
-import threading
 import time
 from contextlib import contextmanager
 from typing import Callable, Iterable
@@ -32,40 +31,34 @@ def time_each(fn: Callable, items, warmup: int = 5) -> list[float]:
 
 
 class LoadMonitor:
-    """Samples, in a background thread, how busy the CPUs were because of *other* processes (in cores)."""
+    """How busy the CPUs were because of *other* processes while we measured, in cores on average.
 
-    def __init__(self, interval: float = 0.5):
-        self.interval = interval
-        self.samples: list[float] = []
-        self._stop = threading.Event()
-        self._me = psutil.Process(os.getpid())
+    Machine-wide busy CPU time (from ``/proc/stat`` via psutil) minus this process's own CPU time, over the
+    wall time of each ``watch()`` window; the last window's numbers are in ``summary()``.
+    """
 
-    def _run(self):
-        psutil.cpu_percent(None)
-        mine = self._me.cpu_times()
-        last = time.perf_counter()
-        while not self._stop.wait(self.interval):
-            total = psutil.cpu_percent(None) / 100.0 * psutil.cpu_count()  # cores busy, machine-wide
-            now, cur = time.perf_counter(), self._me.cpu_times()
-            own = (cur.user + cur.system - mine.user - mine.system) / max(now - last, 1e-9)
-            mine, last = cur, now
-            self.samples.append(max(total - own, 0.0))
+    def __init__(self, disturbed_above: float = 0.25):
+        self.disturbed_above = disturbed_above
+        self.other_cores = 0.0
+
+    @staticmethod
+    def _busy() -> float:
+        t = psutil.cpu_times()
+        return t.user + t.nice + t.system + getattr(t, "irq", 0) + getattr(t, "softirq", 0) + getattr(t, "steal", 0)
 
     @contextmanager
     def watch(self):
-        self.samples, self._stop = [], threading.Event()
-        thread = threading.Thread(target=self._run, daemon=True)
-        thread.start()
+        me = psutil.Process(os.getpid())
+        busy0, own0, wall0 = self._busy(), sum(me.cpu_times()[:2]), time.perf_counter()
         try:
             yield self
         finally:
-            self._stop.set()
-            thread.join()
+            wall = max(time.perf_counter() - wall0, 1e-9)
+            other = (self._busy() - busy0) - (sum(me.cpu_times()[:2]) - own0)
+            self.other_cores = max(other / wall, 0.0)
 
     def summary(self) -> dict[str, float]:
-        s = np.asarray(self.samples or [0.0])
-        return {"other_load_cores_median": float(np.median(s)), "other_load_cores_max": float(s.max()),
-                "disturbed": bool(np.median(s) > 0.25)}
+        return {"other_load_cores": round(self.other_cores, 3), "disturbed": self.other_cores > self.disturbed_above}
 
 
 def torch_threads(n: int):
