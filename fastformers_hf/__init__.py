@@ -26,6 +26,16 @@ _EXPORTS = {
     "tokenize": ".data",
     "TASKS": ".data",
     "ARCHITECTURES": ".architectures",
+    "export_onnx": ".onnx_runtime",
+    "optimize_onnx": ".onnx_runtime",
+    "quantize_onnx": ".onnx_runtime",
+    "to_fp16": ".onnx_runtime",
+    "load_ort_model": ".onnx_runtime",
+    "SessionConfig": ".onnx_config",
+    "VariantChoiceConfig": ".onnx_config",
+    "build_candidates": ".onnx_variants",
+    "choose_variant": ".onnx_variants",
+    "optimize_for_inference": ".onnx_variants",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,0 +1,152 @@
+"""Configs for the ONNX Runtime path: session settings, the variant recipes (as data) and the variant choice.
+
+Kept apart from :mod:`fastformers_hf.onnx_runtime` so that reading or building a config needs neither Optimum
+nor torch.
+"""
+from __future__ import annotations
+
+import platform
+from dataclasses import asdict, dataclass, field
+
+from .errors import FastFormersError
+
+# Optimum's named presets (optimum.onnxruntime.AutoOptimizationConfig / AutoQuantizationConfig).
+OPTIMIZATION_LEVELS = ("O1", "O2", "O3", "O4")
+QUANTIZATION_PRESETS = ("avx512_vnni", "avx512", "avx2", "arm64")
+CALIBRATION_METHODS = ("minmax", "entropy", "percentiles")
+
+# Each candidate variant is a recipe of steps applied in order to the plain fp32 export:
+# "optimize" = ORTOptimizer graph fusion at the configured level, "quantize" = dynamic int8 at the configured preset.
+VARIANTS: dict[str, tuple[str, ...]] = {
+    "fp32": (),
+    "fp32-fused": ("optimize",),
+    "int8": ("quantize",),
+    "int8-fused": ("optimize", "quantize"),  # keeps the fused Attention (becomes QAttention)
+    "int8-then-fused": ("quantize", "optimize"),  # loses the Attention fusion, keeps the LayerNorm ones
+}
+
+_GRAPH_LEVELS = ("disable", "basic", "extended", "all")
+_EXECUTION_MODES = ("sequential", "parallel")
+
+
+@dataclass
+class SessionConfig:
+    """ONNX Runtime session settings used to check and time every variant (and to load the chosen one).
+
+    The defaults hold up on a shared, loaded machine: one intra-op thread and no spin-waiting, so a busy
+    neighbour does not turn our idle threads into a slowdown (measured here: 2-thread runs slowed 5-10x under load,
+    single-thread runs held up). Raise the thread count for the lowest single-request latency on an idle machine.
+    """
+
+    intra_op_num_threads: int = field(default=1, metadata={"help": "Threads inside one operator (0 = ORT default: all cores)."})
+    inter_op_num_threads: int = field(default=1, metadata={"help": "Threads across operators (only used in parallel mode)."})
+    allow_spinning: bool = field(
+        default=False, metadata={"help": "Let idle ORT threads spin-wait; faster on an idle machine, harmful under load."})
+    graph_optimization_level: str = field(
+        default="all", metadata={"help": f"ORT's own graph optimisation at session load: {', '.join(_GRAPH_LEVELS)}."})
+    execution_mode: str = field(default="sequential", metadata={"help": "sequential or parallel operator execution."})
+    provider: str = field(default="CPUExecutionProvider", metadata={"help": "ONNX Runtime execution provider."})
+
+    def __post_init__(self):
+        if self.intra_op_num_threads < 0 or self.inter_op_num_threads < 0:
+            raise FastFormersError("thread counts must be >= 0 (0 lets ONNX Runtime decide).")
+        if self.graph_optimization_level not in _GRAPH_LEVELS:
+            raise FastFormersError(
+                f"graph_optimization_level {self.graph_optimization_level!r} is unknown; use one of {', '.join(_GRAPH_LEVELS)}.")
+        if self.execution_mode not in _EXECUTION_MODES:
+            raise FastFormersError(f"execution_mode {self.execution_mode!r} is unknown; use sequential or parallel.")
+
+    def session_options(self):
+        """An ``onnxruntime.SessionOptions`` with these settings."""
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self.intra_op_num_threads
+        opts.inter_op_num_threads = self.inter_op_num_threads
+        opts.graph_optimization_level = {
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }[self.graph_optimization_level]
+        opts.execution_mode = (ort.ExecutionMode.ORT_PARALLEL if self.execution_mode == "parallel"
+                               else ort.ExecutionMode.ORT_SEQUENTIAL)
+        spin = "1" if self.allow_spinning else "0"
+        opts.add_session_config_entry("session.intra_op.allow_spinning", spin)
+        opts.add_session_config_entry("session.inter_op.allow_spinning", spin)
+        return opts
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def default_quantization_preset() -> str:
+    """The Optimum quantization preset for this CPU, read from its instruction-set flags."""
+    if platform.machine().lower() in ("arm64", "aarch64"):
+        return "arm64"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        flags = []
+    if "avx512_vnni" in flags or "avx512vnni" in flags:
+        return "avx512_vnni"
+    if "avx512f" in flags:
+        return "avx512"
+    return "avx2"
+
+
+@dataclass
+class VariantChoiceConfig:
+    """How :func:`~fastformers_hf.optimize_for_inference` builds candidate variants and picks one.
+
+    A candidate is kept only if it loses at most ``tolerance`` accuracy points against the PyTorch model: on the
+    labelled eval set when there is one, otherwise measured as the share of sample predictions that disagree with
+    PyTorch (an upper bound on the accuracy it can lose). Among those kept, the fastest at batch 1 wins.
+    """
+
+    candidates: list[str] = field(
+        default_factory=lambda: list(VARIANTS), metadata={"help": f"Variants to build: {', '.join(VARIANTS)}."})
+    tolerance: float = field(default=1.0, metadata={"help": "Accuracy points a variant may lose against PyTorch fp32."})
+    max_logit_diff: float | None = field(
+        default=None, metadata={"help": "Optional bound on the largest |logit - PyTorch logit| for every variant."})
+    fp32_atol: float = field(
+        default=1e-3, metadata={"help": "Largest logit difference allowed for fp32 variants (they must match PyTorch)."})
+    optimization_level: str = field(default="O2", metadata={"help": "Optimum preset used for the fused variants (O1-O3)."})
+    quantization_preset: str = field(
+        default="auto", metadata={"help": f"auto (from CPU flags) or one of {', '.join(QUANTIZATION_PRESETS)}."})
+    per_channel: bool | None = field(default=None, metadata={"help": "Per-channel int8 weights; None = the preset's default."})
+    sample_size: int = field(
+        default=200, metadata={"help": "Inputs timed per variant (and checked, when there is no eval set)."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Cap on the eval examples checked per variant."})
+    latency_repeats: int = field(default=5, metadata={"help": "Timed passes over the sample, interleaved across variants."})
+    warmup: int = field(default=5, metadata={"help": "Untimed runs per variant before timing."})
+    max_length: int = field(default=128, metadata={"help": "Tokenizer truncation length for the eval/sample inputs."})
+    text_fields: tuple[str, ...] | None = field(
+        default=None, metadata={"help": "Text columns of the eval set; None = guess (sentence, question+passage, ...)."})
+    measure_pytorch: bool = field(default=True, metadata={"help": "Also time PyTorch, for speed-up ratios in the report."})
+    session: SessionConfig = field(default_factory=SessionConfig, metadata={"help": "Session settings for timing."})
+    seed: int = field(default=0, metadata={"help": "Seed for the random sample and shuffling."})
+
+    def __post_init__(self):
+        if isinstance(self.session, dict):
+            self.session = SessionConfig(**self.session)
+        unknown = [c for c in self.candidates if c not in VARIANTS]
+        if unknown or not self.candidates:
+            raise FastFormersError(
+                f"unknown candidate variant(s) {unknown or '(none given)'}; choose from {', '.join(VARIANTS)}.")
+        if self.tolerance is None or self.tolerance < 0:
+            raise FastFormersError(f"tolerance must be >= 0 accuracy points, got {self.tolerance}.")
+        if self.optimization_level not in OPTIMIZATION_LEVELS[:3]:
+            raise FastFormersError(
+                f"optimization_level {self.optimization_level!r} is not a CPU preset; use O1, O2 or O3 (O4 is fp16 for GPU).")
+        if self.quantization_preset == "auto":
+            self.quantization_preset = default_quantization_preset()
+        if self.quantization_preset not in QUANTIZATION_PRESETS:
+            raise FastFormersError(
+                f"quantization_preset {self.quantization_preset!r} is unknown; use auto or one of {', '.join(QUANTIZATION_PRESETS)}.")
+        if self.sample_size < 1 or self.latency_repeats < 1 or self.warmup < 0:
+            raise FastFormersError("sample_size and latency_repeats must be >= 1 and warmup >= 0.")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
