@@ -24,6 +24,7 @@ from .io_utils import atomic_output_dir, write_json
 from .onnx_config import VARIANTS, VariantChoiceConfig
 from .onnx_runtime import (_record_step, _refuse_overwriting_input, export_onnx, inference_session, load_pytorch_model,
                            load_tokenizer, model_size_bytes, optimize_onnx, quantize_onnx)
+from .timing import LoadMonitor
 
 REPORT_FILE = "onnx_variants.json"
 REPORT_MD = "onnx_variants.md"
@@ -141,36 +142,6 @@ def ort_runner(session) -> Callable[[Features], np.ndarray]:
 
 def run_all(runner, features: list[Features]) -> np.ndarray:
     return np.concatenate([runner(f) for f in features], axis=0)  # (N, num_labels)
-
-
-class OtherCpuLoad:
-    """CPU time used by *other* processes while the block runs, in cores (and as a share of all cores)."""
-
-    def __enter__(self):
-        import psutil
-
-        self._proc = psutil.Process()
-        self._start = (time.perf_counter(), self._busy(), self._own())
-        return self
-
-    @staticmethod
-    def _busy() -> float:
-        import psutil
-
-        t = psutil.cpu_times()
-        return sum(t) - t.idle - getattr(t, "iowait", 0.0)
-
-    def _own(self) -> float:
-        t = self._proc.cpu_times()
-        return t.user + t.system + t.children_user + t.children_system
-
-    def __exit__(self, *exc):
-        wall0, busy0, own0 = self._start
-        wall = time.perf_counter() - wall0
-        other = max(0.0, (self._busy() - busy0) - (self._own() - own0)) / max(wall, 1e-9)
-        self.result = {"other_processes_cores": round(other, 3),
-                       "other_processes_share": round(other / (os.cpu_count() or 1), 3), "seconds": round(wall, 2)}
-        return False
 
 
 def time_interleaved(runners: Mapping[str, Callable], features: list[Features], repeats: int = 5,
@@ -353,9 +324,10 @@ def choose_variant(model, tokenizer, candidates: Mapping[str, Path | str], eval_
             runners = {"pytorch": pt, **runners}
         latency, load_seen = {}, {}
         if any(r.passed for r in results):  # nothing to choose from: no need to time anything
-            with OtherCpuLoad() as load:
+            monitor = LoadMonitor()
+            with monitor.watch():
                 latency = time_interleaved(runners, timed, config.latency_repeats, config.warmup)
-            load_seen = load.result
+            load_seen = monitor.summary()
     finally:
         torch.set_num_threads(old_threads)
 
@@ -440,7 +412,7 @@ def optimize_for_inference(model_or_dir, save_dir: str | os.PathLike, eval_datas
                 f"# ONNX variant choice\n\nChosen: **{choice.chosen}** (fastest within {config.tolerance} accuracy "
                 f"points of PyTorch fp32), checked on {choice.data}, timed on {choice.reference['timed_on']}, batch 1, "
                 f"{config.session.intra_op_num_threads} thread(s), other processes using "
-                f"{choice.other_cpu_load['other_processes_cores']} cores.\n\n{choice.table()}\n", encoding="utf-8")
+                f"{choice.other_cpu_load['other_load_cores']} cores.\n\n{choice.table()}\n", encoding="utf-8")
             _record(out, choice)
             _record_step(out, {"step": "onnx_choose_variant", "variant": choice.chosen, "tolerance": config.tolerance,
                                "steps": list(VARIANTS[choice.chosen])})
