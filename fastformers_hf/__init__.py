@@ -26,6 +26,12 @@ _EXPORTS = {
     "tokenize": ".data",
     "TASKS": ".data",
     "ARCHITECTURES": ".architectures",
+    "TextClassifier": ".classifier",
+    "InferenceConfig": ".classifier",
+    "push_to_hub": ".hub",
+    "compression_record_from_hub": ".hub",
+    "verify_model_dir": ".hub",
+    "ModelCardCallback": "trainer_callbacks.model_card",  # lazy: trainer_callbacks imports us
     "export_onnx": ".onnx_runtime",
     "optimize_onnx": ".onnx_runtime",
     "quantize_onnx": ".onnx_runtime",
@@ -36,6 +42,11 @@ _EXPORTS = {
     "build_candidates": ".onnx_variants",
     "choose_variant": ".onnx_variants",
     "optimize_for_inference": ".onnx_variants",
+    "prune": ".pruning",
+    "load_pruned": ".pruning",
+    "importance_scores": ".pruning",
+    "held_out_split": ".pruning",
+    "StructuredPruningCallback": "trainer_callbacks.structured_pruning",  # lazy: trainer_callbacks imports us
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+import torch
+
+from fastformers_hf import FastFormersError
+from fastformers_hf.classifier import InferenceConfig, TextClassifier
+from fastformers_hf.testing import tiny_model
+
+TEXTS = ["the film was good .", "the plot was not dull but the acting was weak .", "", "the cast"]
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory, tokenizer):
+    path = tmp_path_factory.mktemp("clf")
+    tiny_model("bert").save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def reference_logits(path, tokenizer, texts):
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+    with torch.no_grad():
+        return np.concatenate([model(**tokenizer([t], return_tensors="pt")).logits.numpy() for t in texts])
+
+
+@pytest.mark.parametrize("batch_size,sort", [(1, False), (3, True), (3, False), (8, True)])
+def test_batches_padded_per_batch_give_the_same_answers_in_order(saved, tokenizer, batch_size, sort):
+    clf = TextClassifier.from_pretrained(saved, config=InferenceConfig(batch_size=batch_size, sort_by_length=sort))
+    assert clf.backend == "pytorch"
+    np.testing.assert_allclose(clf.predict_logits(TEXTS), reference_logits(saved, tokenizer, TEXTS), atol=1e-5)
+    preds = clf.predict(TEXTS)
+    assert [p["label"] for p in preds] == [clf.id2label[int(i)] for i in reference_logits(saved, tokenizer, TEXTS).argmax(-1)]
+    assert all(0.5 <= p["score"] <= 1 for p in preds)
+
+
+def test_onnx_directory_runs_on_onnx_runtime(saved, tmp_path, tokenizer):
+    from fastformers_hf import export_onnx
+
+    onnx_dir = export_onnx(saved, tmp_path / "onnx")
+    clf = TextClassifier.from_pretrained(onnx_dir)
+    assert clf.backend == "onnxruntime"
+    np.testing.assert_allclose(clf.predict_logits(TEXTS), reference_logits(saved, tokenizer, TEXTS), atol=1e-4)
+
+
+def test_sentence_pairs(saved):
+    clf = TextClassifier.from_pretrained(saved)
+    assert len(clf.predict([("the film", "was good"), ("the cast", "")])) == 2
+
+
+@pytest.mark.parametrize("inputs,match", [([1, "x"], "input 0 is a int"), ([None], "input 0 is a NoneType"),
+                                          ([("a",)], "input 0 is a tuple")])
+def test_non_text_inputs_are_refused(saved, inputs, match):
+    with pytest.raises(FastFormersError, match=match):
+        TextClassifier.from_pretrained(saved).predict(inputs)
+
+
+def test_long_inputs_truncate_or_refuse_by_setting(saved, caplog):
+    long_text = " ".join(["good"] * 300)
+    clf = TextClassifier.from_pretrained(saved, config=InferenceConfig(max_length=16))
+    with caplog.at_level("WARNING"):
+        assert len(clf.predict([long_text, "good"])) == 2
+    assert "truncated" in caplog.text
+    strict = TextClassifier.from_pretrained(saved, config=InferenceConfig(max_length=16, long_inputs="error"))
+    with pytest.raises(FastFormersError, match="exceed 16 tokens"):
+        strict.predict([long_text])
+
+
+@pytest.mark.parametrize("kwargs,match", [(dict(batch_size=0), "batch_size"), (dict(long_inputs="drop"), "long_inputs"),
+                                          (dict(threads=0), "threads")])
+def test_bad_settings(kwargs, match):
+    with pytest.raises(FastFormersError, match=match):
+        InferenceConfig(**kwargs)
+
+
+def test_directory_without_model(tmp_path):
+    with pytest.raises(FastFormersError, match="holds no model"):
+        TextClassifier.from_pretrained(tmp_path)
