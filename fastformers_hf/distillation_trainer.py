@@ -308,14 +308,17 @@ def cache_teacher_logits(teacher, dataset, tokenizer=None, batch_size: int = 64,
         raise FastFormersError("cache_teacher_logits needs the tokenizer (for padding) when logits are not cached yet.")
     collator = DataCollatorWithPadding(tokenizer)
     model_inputs = [c for c in dataset.column_names if c in ("input_ids", "attention_mask", "token_type_ids")]
-    loader = torch.utils.data.DataLoader(dataset.select_columns(model_inputs), batch_size=batch_size,
-                                         collate_fn=collator)
+    features = dataset.select_columns(model_inputs)
+    # Batches of similar length waste little on padding (2-3x faster on short, varied sentences like SST-2).
+    order = np.argsort([len(ids) for ids in features["input_ids"]], kind="stable")
+    loader = torch.utils.data.DataLoader(features.select(order), batch_size=batch_size, collate_fn=collator)
     teacher.eval()
     out = []
     with torch.no_grad():
         for batch in tqdm(loader, desc=desc):
             out.append(teacher(**batch).logits.float().numpy())  # (B, C)
-    logits = np.concatenate(out)
+    logits = np.empty((len(order), out[0].shape[-1]), dtype=np.float32)
+    logits[order] = np.concatenate(out)  # back to the dataset's order
     if cache_file is not None:
         Path(cache_file).parent.mkdir(parents=True, exist_ok=True)
         np.save(cache_file, logits)

@@ -165,6 +165,11 @@ def test_cached_teacher_logits_need_no_teacher_forward(tmp_path, trained_teacher
     train = cache_teacher_logits(trained_teacher, sentiment_data["train"], tokenizer,
                                  cache_file=tmp_path / "logits.npy")
     assert (tmp_path / "logits.npy").exists() and "teacher_logits" in train.column_names
+    for i in (0, 7, 123):  # computed in length-sorted batches, stored in the dataset's order
+        row = sentiment_data["train"][i]
+        with torch.no_grad():
+            direct = trained_teacher(input_ids=torch.tensor([row["input_ids"]])).logits[0]
+        assert torch.allclose(torch.tensor(train[i]["teacher_logits"]), direct, atol=1e-4)
     # second call reads the file: works without a teacher or tokenizer
     again = cache_teacher_logits(None, sentiment_data["train"], cache_file=tmp_path / "logits.npy")
     assert again["teacher_logits"][:3] == train["teacher_logits"][:3]
