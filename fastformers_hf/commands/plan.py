@@ -1,0 +1,87 @@
+"""``fastformers-hf plan``: before training, time candidate student shapes on this machine for your sequence lengths.
+
+    fastformers-hf plan --model_name_or_path ../shared/models/sst2-minilm-teacher --data ../shared/data/sst2
+    fastformers-hf plan --model_name_or_path MODEL --seq_lengths 32 64 128 --latency_budget_ms 5
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from transformers import AutoConfig, AutoTokenizer, HfArgumentParser
+
+from ..data import get_task, load_task_data
+from ..errors import FastFormersError
+from ..io_utils import write_json
+from ..measurements import machine_description
+from ..planning import as_dicts, candidate_shapes, largest_within, plot, table, time_shapes
+
+
+@dataclass
+class PlanArguments:
+    model_name_or_path: str = field(default=None, metadata={"help": "The model to compress (its config sets the "
+                                                                     "width and vocabulary)."})
+    data: Optional[str] = field(default=None, metadata={"help": "Your data (folder or Hub id): lengths are sampled "
+                                                                  "from its validation/train split."})
+    task: str = field(default="sst2", metadata={"help": "Task name, for the text columns of --data."})
+    seq_lengths: Optional[list[int]] = field(default=None, metadata={"help": "Token lengths to time, instead of "
+                                                                             "--data."})
+    num_samples: int = field(default=40, metadata={"help": "Lengths sampled from --data."})
+    layers: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 6], metadata={"help": "Candidate depths."})
+    ratios: list[float] = field(default_factory=lambda: [1.0, 0.75, 0.5, 0.25],
+                                metadata={"help": "Share of heads and FFN width kept, per candidate."})
+    threads: int = field(default=1, metadata={"help": "torch threads while timing."})
+    latency_budget_ms: Optional[float] = field(default=None, metadata={"help": "Print the largest shape meeting "
+                                                                               "this median latency."})
+    output_dir: str = field(default="runs/plan", metadata={"help": "plan.json, plan.md and plan.png go here."})
+
+
+def sample_lengths(args: PlanArguments, tokenizer) -> list[int]:
+    if args.seq_lengths:
+        return list(args.seq_lengths)
+    if not args.data:
+        raise FastFormersError("pass --data (to sample your sequence lengths) or --seq_lengths.")
+    task = get_task(args.task)
+    data = load_task_data(args.data, args.task)
+    split = data["validation"] if "validation" in data else data["train"]
+    split = split.shuffle(seed=0).select(range(min(args.num_samples, len(split))))
+    texts = [list(split[f]) for f in task.text_fields]
+    return [len(ids) for ids in tokenizer(*texts, truncation=True, max_length=512)["input_ids"]]
+
+
+def main(argv=None) -> int:
+    (args,) = HfArgumentParser(PlanArguments).parse_args_into_dataclasses(args=argv)
+    if not args.model_name_or_path:
+        raise FastFormersError("pass --model_name_or_path (the model you plan to compress).")
+    config = AutoConfig.from_pretrained(args.model_name_or_path)
+    lengths = sample_lengths(args, AutoTokenizer.from_pretrained(args.model_name_or_path) if not args.seq_lengths
+                             else None)
+    shapes = candidate_shapes(config, args.layers, args.ratios)
+    rows, load = time_shapes(config, shapes, lengths, threads=args.threads)
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    text = table(rows)
+    choice = largest_within(rows, args.latency_budget_ms) if args.latency_budget_ms else None
+    write_json(out / "plan.json", {"model": args.model_name_or_path, "seq_lengths": lengths,
+                                   "median_seq_length": float(np.median(lengths)), "threads": args.threads,
+                                   "rows": as_dicts(rows), "load": load, "machine": machine_description(),
+                                   "latency_budget_ms": args.latency_budget_ms,
+                                   "choice": as_dicts([choice])[0] if choice else None})
+    (out / "plan.md").write_text(text + "\n")
+    plot(rows, out / "plan.png")
+    print(text)
+    print(f"\n{len(lengths)} inputs, median {np.median(lengths):.0f} tokens, batch 1, {args.threads} thread(s); "
+          f"other load {load['other_load_cores']:.2f} cores{' (disturbed)' if load['disturbed'] else ''}. "
+          f"Report: {out}/plan.md, plot: {out}/plan.png")
+    if args.latency_budget_ms:
+        if choice is None:
+            fastest = min(rows, key=lambda r: r.median_ms)
+            raise FastFormersError(f"no candidate meets {args.latency_budget_ms} ms; the fastest is "
+                                   f"{fastest.num_layers}L/{fastest.heads_per_layer}h/{fastest.ffn_width} at "
+                                   f"{fastest.median_ms:.2f} ms (try fewer layers or smaller ratios).")
+        print(f"Largest shape within {args.latency_budget_ms} ms: {choice.num_layers} layers, "
+              f"{choice.heads_per_layer} heads, FFN {choice.ffn_width} ({choice.median_ms:.2f} ms, "
+              f"{choice.speedup:.1f}x faster than the full model).")
+    return 0
