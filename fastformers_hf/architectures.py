@@ -24,6 +24,12 @@ class ArchitectureSpec:
     hidden_size_attr: str = "hidden_size"
     intermediate_size_attr: str = "intermediate_size"
     activation_attr: str = "hidden_act"
+    # Where the head counts live at run time (read and rewritten by structured pruning):
+    self_attention: str = "attention.self"  # module whose attributes below drive the head reshapes
+    heads_holder: str = "attention"  # module with the ``pruned_heads`` set (transformers 4.x bookkeeping)
+    module_num_heads_attr: str = "num_attention_heads"
+    module_head_size_attr: str = "attention_head_size"
+    module_all_head_size_attr: str = "all_head_size"  # heads x head size
 
 
 _BERT_LIKE = ArchitectureSpec(
@@ -54,6 +60,10 @@ ARCHITECTURES: dict[str, ArchitectureSpec] = {
         hidden_size_attr="dim",
         intermediate_size_attr="hidden_dim",
         activation_attr="activation",
+        self_attention="attention",
+        heads_holder="attention",
+        module_num_heads_attr="n_heads",
+        module_all_head_size_attr="dim",
     ),
 }
 

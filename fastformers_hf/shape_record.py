@@ -80,6 +80,12 @@ def update_record(
     # Drop the stored shape first so shape_of reads the config itself, then store the fresh one.
     cfg = config.to_dict()
     cfg.pop(CONFIG_KEY, None)
-    record.update(shape if shape is not None else shape_of(cfg))
+    if shape is None:
+        shape = shape_of(cfg)
+        # A recorded shape with the same layer count is kept: it may hold what the config cannot express
+        # (per-layer FFN widths, head counts under transformers 5); steps that change it pass ``shape``.
+        if record.get("heads_per_layer") and record.get("num_layers") == shape.get("num_layers"):
+            shape = {k: record[k] for k in ("num_layers", "heads_per_layer", "ffn_width_per_layer")}
+    record.update(shape)
     setattr(config, CONFIG_KEY, record)
     return record
