@@ -319,8 +319,10 @@ def collect_variants(tree: Mapping[str, Path], model_id: str, config: Mapping[st
         loader = "AutoModelForSequenceClassification" if "SequenceClassification" in arch else "AutoModel"
         main = next(p for p in WEIGHT_FILES + tuple(weights) if p in tree)
         size = sum(tree[p].stat().st_size for p in tree if "/" not in p and p.endswith((".safetensors", ".bin")))
-        variants.append(Variant("pytorch", main, "PyTorch (transformers)", dtype.replace("torch.", ""), size,
-                                f'{loader}.from_pretrained("{model_id}")'))
+        load = f'{loader}.from_pretrained("{model_id}")'
+        if len(set((config.get(CONFIG_KEY) or {}).get("ffn_width_per_layer") or [])) > 1:  # no config can say it
+            load = f'fastformers_hf.load_pruned(huggingface_hub.snapshot_download("{model_id}"))'
+        variants.append(Variant("pytorch", main, "PyTorch (transformers)", dtype.replace("torch.", ""), size, load))
     # Graphs at the top or under onnx/ are this model's variants; one elsewhere (e.g. a cascade tier) is not.
     onnx_files = sorted(p for p in tree if p.endswith(".onnx") and ("/" not in p or p.startswith("onnx/")))
     per_folder: dict[str, list[str]] = {}

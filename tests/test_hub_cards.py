@@ -129,6 +129,7 @@ def test_card_without_measurements_says_how_to_measure(tmp_path):
 def test_uneven_ffn_widths_say_how_to_load(tmp_path):
     text = render_card(make_model_dir(tmp_path / "m", ffn=(48, 32, 40, 48)), model_id="org/uneven")
     assert 'fastformers_hf.load_pruned(huggingface_hub.snapshot_download("org/uneven"))' in text
+    assert 'AutoModelForSequenceClassification.from_pretrained("org/uneven")' not in text
 
 
 def test_onnx_folders_become_variants_with_their_recipe(tmp_path):
