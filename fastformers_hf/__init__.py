@@ -47,6 +47,11 @@ _EXPORTS = {
     "importance_scores": ".pruning",
     "held_out_split": ".pruning",
     "StructuredPruningCallback": "trainer_callbacks.structured_pruning",  # lazy: trainer_callbacks imports us
+    "CascadeClassifier": ".cascade",
+    "CascadeConfig": ".cascade_config",
+    "CalibrationConfig": ".cascade_config",
+    "CascadeCurve": ".cascade",
+    "cascade_curve": ".cascade",
 }
 
 __all__ = sorted(_EXPORTS)

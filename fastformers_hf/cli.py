@@ -14,6 +14,7 @@ from .errors import FastFormersError
 COMMANDS = {
     "demo": ("fastformers_hf.commands.demo", "offline demo: fine-tune MiniLM on generated data, distil it, compare"),
     "distill": ("fastformers_hf.commands.distill", "distil a fine-tuned teacher into a smaller student"),
+    "cascade": ("fastformers_hf.commands.cascade", "calibrate / predict / bench a two-tier confidence cascade"),
     "plan": ("fastformers_hf.commands.plan", "time candidate student shapes on this machine before training"),
 }
 

@@ -1,0 +1,302 @@
+"""Cascade benchmark on SST-2 (TangoBERT, Mamou et al. 2022): int8 students as tier 1, the int8 MiniLM teacher as
+tier 2, threshold calibrated on one half of dev and everything reported on the other half.
+
+* int8 builds (``optimize_for_inference``, int8 variants only, checked on the calibration half) are cached in
+  --out/int8/<name>;
+* the threshold for 99% and 98% of tier 2's accuracy comes from ``CascadeClassifier.calibrate`` on the calibration
+  half (one timed pass of each tier, every threshold evaluated analytically), then applied unchanged to the
+  evaluation half: measured accuracy and end-to-end throughput at batch 1 and at tuned batch sizes;
+* random routing (the share of inputs sent to tier 2 chosen on the calibration half) and the oracle (an upper bound:
+  it knows which inputs tier 1 gets wrong) are evaluated on the evaluation half with the same cost model;
+* the curves (cost model) and the measured points are plotted per tier 1 in curve_<name>.png.
+
+    flock /tmp/ff-cpu.lock .venv/bin/python examples/bench_cascade.py --out runs/bench_cascade
+
+Timings: one thread per tier, ONNX Runtime without spinning (the machine is shared); medians over --repeats passes,
+systems interleaved. Delete --out/int8/<name> to rebuild a model.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import dataclasses  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+from transformers import HfArgumentParser  # noqa: E402
+
+from fastformers_hf import CascadeClassifier, VariantChoiceConfig, cascade_curve, optimize_for_inference  # noqa: E402
+from fastformers_hf.cascade import confidence_scores, measure_throughput, softmax, timed_logits  # noqa: E402
+from fastformers_hf.data import load_local_split  # noqa: E402
+from fastformers_hf.io_utils import read_json, write_json  # noqa: E402
+from fastformers_hf.measurements import machine_description  # noqa: E402
+
+TARGETS = (0.99, 0.98)
+
+
+@dataclass
+class BenchArgs:
+    out: str = field(default="runs/bench_cascade", metadata={"help": "Report, plots and cached int8 builds go here."})
+    dev: str = field(default="../shared/data/sst2/dev.tsv", metadata={"help": "Labelled data split in two halves."})
+    teacher: str = field(default="../shared/models/sst2-minilm-teacher", metadata={"help": "Tier 2 (PyTorch dir)."})
+    student: str = field(default="runs/bench_distillation/distilled_student", metadata={"help": "Tier 1 (PyTorch dir)."})
+    pruned_glob: str = field(default="runs/bench_pruning/models/first_order-*-redistilled",
+                             metadata={"help": "More tier-1 candidates (pruned + re-distilled), used if present."})
+    max_examples: int = field(default=None, metadata={"help": "Use only this many dev examples (smoke runs)."})
+    seed: int = field(default=0, metadata={"help": "Seed of the calibration / evaluation split."})
+    tolerance: float = field(default=1.0, metadata={"help": "Accuracy points an int8 build may lose vs PyTorch."})
+    batch_sizes: str = field(default="1,2,4,8,16,32,64", metadata={"help": "Batch sizes tried for each tier."})
+    repeats: int = field(default=5, metadata={"help": "Timed passes per measurement (median reported)."})
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def int8_build(src: Path, out: Path, calib_ds, tolerance: float) -> Path:
+    if (out / "onnx_variants.json").exists():
+        return out
+    log(f"int8 build of {src} -> {out}")
+    config = VariantChoiceConfig(candidates=["int8", "int8-fused", "int8-then-fused"], tolerance=tolerance)
+    return optimize_for_inference(src, out, eval_dataset=calib_ds, config=config)
+
+
+def tune_batch_sizes(clf, texts, sizes, repeats) -> dict[int, float]:
+    """ms per input of ``clf`` over ``texts`` at each batch size (median of ``repeats`` passes)."""
+    out = {}
+    for bs in sizes:
+        clf.config = dataclasses.replace(clf.config, batch_size=bs)
+        out[bs] = float(np.median([timed_logits(clf, texts, warmup=1)[1].sum() for _ in range(repeats)])) * 1e3 / len(texts)
+    return out
+
+
+def held_out_point(l1, l2, labels, ms1, ms2, threshold, confidence, temperature) -> dict[str, float]:
+    conf = confidence_scores(softmax(l1, temperature), confidence)
+    up = conf < threshold
+    pred = np.where(up, l2.argmax(-1), l1.argmax(-1))
+    return {"value": float((pred == labels).mean()), "share": float(up.mean()),
+            "cost_ms": float(ms1.mean() + ms2[up].sum() / len(labels))}
+
+
+def plot(path: Path, title: str, panels: dict[str, tuple], tier2_value: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.5), squeeze=False)
+    for ax, (name, (curve, measured)) in zip(axes[0], panels.items()):
+        for method, style, label in (("tangobert", "-", "cascade (confidence)"), ("random", "--", "random routing"),
+                                     ("oracle", ":", "oracle")):
+            a = curve.arrays(method)
+            ax.plot(a["speedup"], a["value"], style, label=label)
+        for target in TARGETS:
+            ax.axhline(target * tier2_value, color="grey", lw=0.6)
+            ax.text(0.02, target * tier2_value, f"{target:.0%} of tier 2", transform=ax.get_yaxis_transform(),
+                    va="bottom", fontsize=7)
+        ax.scatter([curve.tier2["cost_ms"] / curve.tier1["cost_ms"], 1.0], [curve.tier1["value"], curve.tier2["value"]],
+                   c="k", s=20, zorder=5)
+        ax.annotate(" tier 1 alone", (curve.tier2["cost_ms"] / curve.tier1["cost_ms"], curve.tier1["value"]), fontsize=7)
+        ax.annotate(" tier 2 alone", (1.0, curve.tier2["value"]), fontsize=7)
+        for label, (speedup, value) in measured.items():
+            ax.scatter([speedup], [value], marker="*", s=140, zorder=6, label=label)
+        ax.set_xlabel("speed-up over tier 2 alone")
+        ax.set_ylabel("accuracy (evaluation half)")
+        ax.set_title(f"{title}: {name}", fontsize=9)
+        ax.set_ylim(min(curve.tier1["value"], curve.tier2["value"]) - 0.03, max(curve.oracle["value"]) + 0.01)
+        ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run_tier1(name, tier1_dir, tier2_dir, args, calib, evaluation, sizes, out) -> dict:
+    (c_texts, c_labels), (e_texts, e_labels) = calib, evaluation
+    cascade = CascadeClassifier(tier1_dir, tier2_dir, tier1_batch_size=1, tier2_batch_size=1)
+    row: dict = {"tier1": str(tier1_dir), "tier2": str(tier2_dir)}
+
+    # 1. Calibrate on the calibration half (batch 1 costs), one threshold per target.
+    log(f"[{name}] calibrating on {len(c_texts)} examples")
+    calib_curve = cascade.calibrate(c_texts, c_labels, target=TARGETS[0])
+    thresholds = {t: calib_curve.choose(t)["threshold"] for t in TARGETS}
+    cascade.save_pretrained(out / "cascades" / name, copy_tiers=False)
+    row["calibration"] = {"tier1_accuracy": calib_curve.tier1["value"], "tier2_accuracy": calib_curve.tier2["value"],
+                          "thresholds": thresholds, "random_share": {t: (calib_curve.speedup_at(t, "random") or {})
+                                                                      .get("share") for t in TARGETS},
+                          "versus_random": calib_curve.versus_random(), "table": calib_curve.table(TARGETS),
+                          "other_cpu_load": calib_curve.info["other_cpu_load"]}
+
+    # 2. Tune batch sizes per tier on the calibration half.
+    log(f"[{name}] tuning batch sizes {sizes}")
+    tuned = {"tier1": tune_batch_sizes(cascade.tier1, c_texts, sizes, 3),
+             "tier2": tune_batch_sizes(cascade.tier2, c_texts, sizes, 3)}
+    best = {k: min(v, key=v.get) for k, v in tuned.items()}
+    row["batch_size_ms_per_input"], row["tuned_batch_sizes"] = tuned, best
+
+    # 3. One timed pass of each tier on the evaluation half, at batch 1 and at the tuned sizes: the cost-model curves.
+    curves, logits = {}, {}
+    for setting, (b1, b2) in {"batch 1": (1, 1), "tuned batches": (best["tier1"], best["tier2"])}.items():
+        cascade.configure(tier1_batch_size=b1, tier2_batch_size=b2)
+        l1, s1 = timed_logits(cascade.tier1, e_texts)
+        l2, s2 = timed_logits(cascade.tier2, e_texts)
+        logits[setting] = (l1, l2, s1 * 1e3, s2 * 1e3)
+        curves[setting] = cascade_curve(l1, l2, e_labels, s1 * 1e3, s2 * 1e3, cascade.config.confidence,
+                                        cascade.config.temperature)
+    eval_curve = curves["batch 1"]
+    row["evaluation"] = {"tier1_accuracy": eval_curve.tier1["value"], "tier2_accuracy": eval_curve.tier2["value"],
+                         "versus_random": eval_curve.versus_random(),
+                         "curve_speedup_at": {s: {m: {t: c.speedup_at(t, m) for t in TARGETS}
+                                                  for m in ("tangobert", "random", "oracle")} for s, c in curves.items()}}
+
+    # 4. Held out: calibrated thresholds (and random shares) applied to the evaluation half, cost model.
+    l1, l2, ms1, ms2 = logits["batch 1"]
+    e_lab = np.asarray(e_labels)
+    held = {}
+    for t in TARGETS:
+        held[t] = {"tangobert": {}, "random": {}, "oracle": {}}
+        for setting, (_, _, m1, m2) in logits.items():
+            p = held_out_point(l1, l2, e_lab, m1, m2, thresholds[t], cascade.config.confidence, cascade.config.temperature)
+            p["speedup"] = m2.mean() / p["cost_ms"]
+            held[t]["tangobert"][setting] = p
+            share = row["calibration"]["random_share"][t]
+            if share is not None:
+                value = eval_curve.tier1["value"] + share * (eval_curve.tier2["value"] - eval_curve.tier1["value"])
+                cost = m1.mean() + share * m2.mean()
+                held[t]["random"][setting] = {"value": value, "share": share, "cost_ms": cost, "speedup": m2.mean() / cost}
+            held[t]["oracle"][setting] = curves[setting].speedup_at(t, "oracle")  # needs the labels: an upper bound
+    row["held_out"] = held
+
+    # The other direction (calibrate on the evaluation half, check on the calibration half), cost model only.
+    c_l1, _ = timed_logits(cascade.tier1, c_texts)
+    c_l2, _ = timed_logits(cascade.tier2, c_texts)
+    swapped = {}
+    for t in TARGETS:
+        thr = eval_curve.choose(t)["threshold"]
+        p = held_out_point(c_l1, c_l2, np.asarray(c_labels), np.ones(len(c_texts)), np.ones(len(c_texts)), thr,
+                           cascade.config.confidence, cascade.config.temperature)
+        swapped[t] = {"threshold": thr, "accuracy": p["value"], "share": p["share"],
+                      "relative": p["value"] / calib_curve.tier2["value"]}
+    row["swapped_halves"] = swapped
+
+    # 5. Measured end to end on the evaluation half: tier 2 alone vs the cascade, batch 1 and tuned batch sizes.
+    measured, marks = {}, {s: {} for s in curves}
+    for setting, (b1, b2) in {"batch 1": (1, 1), "tuned batches": (best["tier1"], best["tier2"])}.items():
+        for t in TARGETS:
+            log(f"[{name}] measuring {setting}, threshold for {t:.0%}")
+            cascade.configure(threshold=thresholds[t], tier1_batch_size=b1, tier2_batch_size=b2)
+            m = measure_throughput(cascade, e_texts, e_labels, repeats=args.repeats)
+            measured[f"{setting} @{t:.0%}"] = m
+            marks[setting][f"measured @{t:.0%}"] = (m["cascade"]["speedup_vs_tier2"], m["cascade"]["accuracy"])
+    row["measured"] = measured
+    plot(out / f"curve_{name}.png", f"tier 1 = {name}",
+         {s: (c, marks[s]) for s, c in curves.items()}, eval_curve.tier2["value"])
+    row["curves"] = {s: c.to_dict() for s, c in curves.items()}
+    return row
+
+
+def fmt_x(p, key="speedup"):
+    return "-" if not p else f"{p[key]:.2f}x"
+
+
+def report_md(report: dict) -> str:
+    s = report["settings"]
+    lines = [f"# Cascade benchmark: SST-2 dev, calibrated on {s['calibration_examples']} examples, evaluated on the other "
+             f"{s['evaluation_examples']} (seed-{s['seed']} random halves)", "",
+             "Tier 2 = int8 MiniLM teacher (tier 2 alone is the 1.00x reference, at the same batch setting). One thread "
+             "per tier, ONNX Runtime int8, dynamic length; speed-ups are measured end to end (tokenisation included) "
+             "unless marked cost model.", "",
+             "## Table 2: TangoBERT, threshold calibrated on the calibration half, applied to the evaluation half", "",
+             "| tier 1 | target | threshold | eval acc (tier 1 / tier 2) | cascade eval acc | % of tier 2 | sent to tier 2 "
+             "| speed-up batch 1 | speed-up tuned batches (sizes) |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, row in report["tier1"].items():
+        ev = row["evaluation"]
+        for t in TARGETS:
+            m1, mt = row["measured"][f"batch 1 @{t:.0%}"], row["measured"][f"tuned batches @{t:.0%}"]
+            acc = m1["cascade"]["accuracy"]
+            lines.append(f"| {name} | {t:.0%} | {row['calibration']['thresholds'][t]:.4f} | {ev['tier1_accuracy']:.4f} / "
+                         f"{ev['tier2_accuracy']:.4f} | {acc:.4f} | {100 * acc / ev['tier2_accuracy']:.2f}% | "
+                         f"{100 * m1['cascade']['share_tier2']:.1f}% | {m1['cascade']['speedup_vs_tier2']:.2f}x | "
+                         f"{mt['cascade']['speedup_vs_tier2']:.2f}x ({row['tuned_batch_sizes']['tier1']} / "
+                         f"{row['tuned_batch_sizes']['tier2']}) |")
+    lines += ["", "## Table 3: routing compared on the evaluation half (cost model from one timed pass per tier)", "",
+              "Held out: TangoBERT's threshold and random routing's share are chosen on the calibration half; the oracle "
+              "knows tier 1's mistakes (an upper bound). Curve-best: the fastest point reaching the target on the "
+              "evaluation half's own curve.", "",
+              "| tier 1 | routing | target | held-out acc | % of tier 2 | sent to tier 2 | speed-up batch 1 | "
+              "speed-up tuned | curve-best speed-up batch 1 | curve-best speed-up tuned |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, row in report["tier1"].items():
+        t2 = row["evaluation"]["tier2_accuracy"]
+        for method in ("tangobert", "random", "oracle"):
+            for t in TARGETS:
+                h = row["held_out"][t][method]
+                b1, bt = h.get("batch 1"), h.get("tuned batches")
+                cb = row["evaluation"]["curve_speedup_at"]
+                lines.append(f"| {name} | {method} | {t:.0%} | {b1['value']:.4f} | {100 * b1['value'] / t2:.2f}% | "
+                             f"{100 * b1['share']:.1f}% | {fmt_x(b1)} | {fmt_x(bt)} | "
+                             f"{fmt_x(cb['batch 1'][method][t])} | {fmt_x(cb['tuned batches'][method][t])} |"
+                             if b1 else f"| {name} | {method} | {t:.0%} | not reached | | | | | | |")
+    lines += ["", "## Throughput on the evaluation half (measured, inputs/s)", "",
+              "| tier 1 | setting | batch sizes (tier 1 / tier 2) | tier 1 alone | tier 2 alone | cascade @99% | "
+              "cascade @98% | speed-up @99% | speed-up @98% |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, row in report["tier1"].items():
+        for setting in ("batch 1", "tuned batches"):
+            m99, m98 = row["measured"][f"{setting} @99%"], row["measured"][f"{setting} @98%"]
+            lines.append(f"| {name} | {setting} | {m99['settings']['tier1_batch_size']} / {m99['settings']['tier2_batch_size']} "
+                         f"| {m99['tier1']['inputs_per_s']:.0f} | {m99['tier2']['inputs_per_s']:.0f} | "
+                         f"{m99['cascade']['inputs_per_s']:.0f} | {m98['cascade']['inputs_per_s']:.0f} | "
+                         f"{m99['cascade']['speedup_vs_tier2']:.2f}x | {m98['cascade']['speedup_vs_tier2']:.2f}x |")
+    lines += ["", "## Checks", ""]
+    for name, row in report["tier1"].items():
+        vr, vc = row["evaluation"]["versus_random"], row["calibration"]["versus_random"]
+        swapped = ", ".join(f"@{t:.0%} -> {100 * row['swapped_halves'][t]['relative']:.2f}% of tier 2 "
+                            f"({100 * row['swapped_halves'][t]['share']:.0f}% sent)" for t in TARGETS)
+        loads = [m["settings"]["other_load_cores"] for m in row["measured"].values()]
+        lines.append(f"- {name}: TangoBERT minus random at equal share sent to tier 2: min {100 * vr['min_margin_inside']:+.2f} "
+                     f"points on the evaluation half ({100 * vr['share_of_points_at_or_above']:.0f}% of {vr['points']} "
+                     f"points at or above), min {100 * vc['min_margin_inside']:+.2f} on the calibration half. Halves "
+                     f"swapped: {swapped}. "
+                     f"Other processes during measurements: {min(loads):.2f}-{max(loads):.2f} cores.")
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    (args,) = HfArgumentParser(BenchArgs).parse_args_into_dataclasses()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ds = load_local_split(args.dev)
+    if args.max_examples:
+        ds = ds.select(range(min(args.max_examples, len(ds))))
+    perm = np.random.default_rng(args.seed).permutation(len(ds))
+    calib_ds, eval_ds = ds.select(sorted(perm[: len(ds) // 2])), ds.select(sorted(perm[len(ds) // 2:]))
+    calib = (list(calib_ds["sentence"]), list(calib_ds["label"]))
+    evaluation = (list(eval_ds["sentence"]), list(eval_ds["label"]))
+    student = Path(args.student)
+    if not (student / "config.json").exists():
+        raise SystemExit(f"no tier-1 student at {student}: run examples/bench_distillation.py first (or pass --student).")
+    sources = {"distilled_student": student, **{p.name: p for p in sorted(Path().glob(args.pruned_glob))
+                                                if (p / "config.json").exists()}}
+    tier2 = int8_build(Path(args.teacher), out / "int8" / "teacher", calib_ds, args.tolerance)
+    tier1s = {name: int8_build(src, out / "int8" / name, calib_ds, args.tolerance) for name, src in sources.items()}
+    sizes = [int(x) for x in args.batch_sizes.split(",")]
+    report = {"settings": dataclasses.asdict(args) | {"calibration_examples": len(calib[0]),
+                                                      "evaluation_examples": len(evaluation[0])},
+              "machine": machine_description(),
+              "int8_variants": {name: read_json(p / "onnx_variants.json", {}).get("chosen")
+                                for name, p in {"teacher": tier2, **tier1s}.items()},
+              "tier1": {}}
+    for name, tier1 in tier1s.items():
+        report["tier1"][name] = run_tier1(name, tier1, tier2, args, calib, evaluation, sizes, out)
+        write_json(out / "report.json", report)
+    md = report_md(report)
+    (out / "report.md").write_text(md, encoding="utf-8")
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
