@@ -15,6 +15,7 @@ COMMANDS = {
     "demo": ("fastformers_hf.commands.demo", "offline demo: fine-tune MiniLM on generated data, distil it, compare"),
     "distill": ("fastformers_hf.commands.distill", "distil a fine-tuned teacher into a smaller student"),
     "cascade": ("fastformers_hf.commands.cascade", "calibrate / predict / bench a two-tier confidence cascade"),
+    "compress": ("fastformers_hf.commands.compress", "distil, prune, quantize, measure and card a model in one go"),
     "plan": ("fastformers_hf.commands.plan", "time candidate student shapes on this machine before training"),
 }
 
