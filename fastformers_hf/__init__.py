@@ -46,6 +46,11 @@ _EXPORTS = {
     "load_pruned": ".pruning",
     "importance_scores": ".pruning",
     "held_out_split": ".pruning",
+    "MultiInstanceClassifier": ".runtime",
+    "RuntimeConfig": ".runtime",
+    "TuningConfig": ".runtime",
+    "tune": ".runtime",
+    "length_buckets": ".runtime",
     "StructuredPruningCallback": "trainer_callbacks.structured_pruning",  # lazy: trainer_callbacks imports us
     "CascadeClassifier": ".cascade",
     "CascadeConfig": ".cascade_config",

@@ -1,0 +1,675 @@
+"""Serving runtime: dynamic-length batches, length bucketing, and multi-instance inference on pinned cores.
+
+FastFormers §4.3 serves on CPU with several independent model instances, each pinned to its own cores with a
+fixed, small intra-op thread count: one instance with all cores spends much of its time synchronising threads
+inside each operator, while instances of one thread each never wait on one another (measured here: two pinned
+1-thread instances gave 1.89x one instance on 2 cores).
+
+* :func:`length_buckets` groups inputs of similar token length into batches, each padded only to its own longest
+  input; results always come back in the caller's order.
+* :class:`MultiInstanceClassifier` starts ``num_instances`` worker processes once (``spawn`` context: torch and
+  ``fork`` do not mix), pins each to its own physical cores (``os.sched_setaffinity``), builds a
+  :class:`~fastformers_hf.classifier.TextClassifier` in each from a model directory (PyTorch or ONNX Runtime), and
+  spreads requests across them. A worker that dies is reported (``crashes``) and replaced; its unanswered requests
+  go to the other workers, so none is lost.
+* :func:`tune` measures candidate (instances, threads, batch size) settings on a sample of the user's data and
+  picks the highest throughput, optionally under a latency bound.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+
+from .errors import FastFormersError
+from .io_utils import read_json
+
+logger = logging.getLogger(__name__)
+
+OVERSUBSCRIBE_POLICIES = ("error", "clamp")
+EMPTY_INPUT_POLICIES = ("predict", "error")
+START_METHODS = ("spawn", "forkserver")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Cores and batches
+
+
+def physical_cores() -> list[list[int]]:
+    """Logical CPUs this process may run on, grouped by physical core (hyper-thread siblings together).
+
+    Reads ``/sys/devices/system/cpu/cpuN/topology``; where it is missing each logical CPU counts as a core.
+    """
+    groups: dict[Any, list[int]] = {}
+    for cpu in sorted(os.sched_getaffinity(0)):
+        topo = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            key = ((topo / "physical_package_id").read_text().strip(), (topo / "core_id").read_text().strip())
+        except OSError:
+            key = ("cpu", cpu)
+        groups.setdefault(key, []).append(cpu)
+    return list(groups.values())
+
+
+@dataclass
+class InstancePlan:
+    """How many workers run, with how many threads each, on which logical CPUs."""
+
+    num_instances: int
+    threads_per_instance: int
+    cpus: list[list[int]]  # per worker: the logical CPUs it is pinned to (one per physical core it owns)
+    physical_cores: int
+    note: str = ""
+
+
+def plan_instances(num_instances: Optional[int], threads_per_instance: int = 1, oversubscribe: str = "error",
+                   cores: Optional[list[list[int]]] = None) -> InstancePlan:
+    """Give each instance ``threads_per_instance`` physical cores of its own.
+
+    ``num_instances=None`` fills the machine (cores // threads). More threads in total than physical cores is
+    refused (``oversubscribe="error"``, the default) or reduced (``"clamp"``: fewer threads per instance first,
+    then fewer instances), with a warning that says what was changed.
+    """
+    cores = physical_cores() if cores is None else cores
+    n_cores = len(cores)
+    if threads_per_instance < 1:
+        raise FastFormersError(f"threads_per_instance must be >= 1, got {threads_per_instance}.")
+    if num_instances is not None and num_instances < 1:
+        raise FastFormersError(f"num_instances must be >= 1, got {num_instances}.")
+    if oversubscribe not in OVERSUBSCRIBE_POLICIES:
+        raise FastFormersError(f"oversubscribe must be one of {OVERSUBSCRIBE_POLICIES}, got {oversubscribe!r}.")
+    threads = threads_per_instance
+    instances = num_instances if num_instances is not None else max(1, n_cores // threads)
+    note = ""
+    if instances * threads > n_cores:
+        msg = (f"{instances} instance(s) x {threads} thread(s) = {instances * threads} threads, but this process "
+               f"may use {n_cores} physical core(s)")
+        if oversubscribe == "error":
+            raise FastFormersError(f"{msg}; threads would compete for cores and every instance would slow down. Use "
+                                   f"at most {n_cores} instance(s) x threads in total (e.g. num_instances="
+                                   f"{max(1, n_cores // threads)}), or oversubscribe='clamp' to reduce it.")
+        threads = max(1, min(threads, n_cores // instances))
+        instances = min(instances, max(1, n_cores // threads))
+        note = f"{msg}; clamped to {instances} instance(s) x {threads} thread(s)."
+        logger.warning(note)
+    cpus = [[cores[i * threads + j][0] for j in range(threads)] for i in range(instances)]
+    return InstancePlan(instances, threads, cpus, n_cores, note)
+
+
+def length_buckets(lengths: Sequence[int], batch_size: int, sort_by_length: bool = True) -> list[np.ndarray]:
+    """Indices of each batch. With ``sort_by_length`` (and ``batch_size > 1``) inputs of similar length share a
+    batch, so padding each batch to its own longest input wastes little; otherwise batches follow input order."""
+    if batch_size < 1:
+        raise FastFormersError(f"batch_size must be >= 1, got {batch_size}.")
+    order = (np.argsort(np.asarray(lengths), kind="stable") if sort_by_length and batch_size > 1
+             else np.arange(len(lengths)))
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Config
+
+
+@dataclass
+class RuntimeConfig:
+    """How a :class:`MultiInstanceClassifier` runs. Bad inputs are handled as documented per field."""
+
+    num_instances: Optional[int] = field(default=None, metadata={"help": "Worker processes (default: physical "
+                                         "cores // threads_per_instance)."})
+    threads_per_instance: int = field(default=1, metadata={"help": "Intra-op threads of each worker's model."})
+    batch_size: int = field(default=1, metadata={"help": "Inputs per forward pass (can be changed per call)."})
+    sort_by_length: bool = field(default=True, metadata={"help": "Bucket similar lengths when batch_size > 1."})
+    max_length: Optional[int] = field(default=None, metadata={"help": "Token limit (default: the model's maximum)."})
+    long_inputs: str = field(default="truncate", metadata={"help": "Inputs over max_length: 'truncate' (and log "
+                                                                     "how many) or 'error' (refuse the call)."})
+    empty_inputs: str = field(default="predict", metadata={"help": "Empty/blank strings: 'predict' (the model sees "
+                              "only its special tokens; the answer is its prior) or 'error' (refuse the call)."})
+    oversubscribe: str = field(default="error", metadata={"help": "More threads than physical cores: 'error' or "
+                               "'clamp' (reduce threads, then instances, with a warning)."})
+    pin_cores: bool = field(default=True, metadata={"help": "Pin each worker to its own cores (sched_setaffinity)."})
+    backend: str = field(default="auto", metadata={"help": "auto (ONNX Runtime if the directory holds *.onnx), "
+                                                           "onnx or pytorch."})
+    start_method: str = field(default="spawn", metadata={"help": "multiprocessing start method: spawn or forkserver."})
+    batches_per_message: Optional[int] = field(default=None, metadata={"help": "Batches sent to a worker at once "
+                                               "(fewer messages, less overhead); None = about 8 messages per worker."})
+    prefetch: int = field(default=2, metadata={"help": "Messages queued per worker so it never waits for the next."})
+    max_attempts: int = field(default=2, metadata={"help": "A request that was in flight on this many crashed "
+                              "workers fails the call (it is probably what crashes them) instead of being retried."})
+    startup_timeout_s: float = field(default=600.0, metadata={"help": "Seconds a worker may take to load the model."})
+
+    def __post_init__(self):
+        if self.batch_size < 1 or self.threads_per_instance < 1 or self.prefetch < 1 or self.max_attempts < 1:
+            raise FastFormersError("batch_size, threads_per_instance, prefetch and max_attempts must be >= 1.")
+        if self.long_inputs not in ("truncate", "error"):
+            raise FastFormersError(f"long_inputs must be 'truncate' or 'error', got {self.long_inputs!r}.")
+        if self.empty_inputs not in EMPTY_INPUT_POLICIES:
+            raise FastFormersError(f"empty_inputs must be one of {EMPTY_INPUT_POLICIES}, got {self.empty_inputs!r}.")
+        if self.oversubscribe not in OVERSUBSCRIBE_POLICIES:
+            raise FastFormersError(f"oversubscribe must be one of {OVERSUBSCRIBE_POLICIES}, got {self.oversubscribe!r}.")
+        if self.start_method not in START_METHODS:
+            raise FastFormersError(f"start_method must be one of {START_METHODS} (fork is unsafe with torch), "
+                                   f"got {self.start_method!r}.")
+        if self.backend not in ("auto", "onnx", "pytorch"):
+            raise FastFormersError(f"backend must be auto, onnx or pytorch, got {self.backend!r}.")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Worker process
+
+
+def _worker_main(conn, spec: dict) -> None:
+    """Body of one worker: pin, load a TextClassifier, then answer ``(chunk_id, batches)`` messages until told to
+    stop (``None``) or the parent goes away. Replies ``("result", chunk_id, logits, seconds, shapes)``."""
+    threads = spec["threads"]
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # no spinning threads stealing a neighbour's core
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        if spec["cpus"]:
+            os.sched_setaffinity(0, spec["cpus"])
+        from .classifier import InferenceConfig, TextClassifier
+
+        # The parent already checked lengths and applied the long-input policy; workers truncate silently.
+        logging.getLogger("fastformers_hf.classifier").setLevel(logging.ERROR)
+        clf = TextClassifier.from_pretrained(spec["model_dir"], backend=spec["backend"], config=InferenceConfig(
+            threads=threads, max_length=spec["max_length"], long_inputs="truncate", sort_by_length=False))
+        conn.send(("ready", os.getpid(), clf.backend))
+    except Exception:  # report why, so the parent can say it instead of waiting
+        conn.send(("failed", os.getpid(), traceback.format_exc()))
+        return
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg is None:
+            return
+        chunk_id, batches = msg
+        try:
+            out, seconds, shapes = [], [], []
+            for batch in batches:
+                start = time.perf_counter()
+                # Tokenise and run one batch, padded to its own longest input (TextClassifier's dynamic length).
+                features = clf._encode(batch)
+                out.append(clf.runner(features))  # (B, C)
+                seconds.append(time.perf_counter() - start)
+                shapes.append(tuple(features["input_ids"].shape))
+            conn.send(("result", chunk_id, np.concatenate(out).astype(np.float32), seconds, shapes))
+        except Exception:
+            conn.send(("error", chunk_id, traceback.format_exc()))
+
+
+@dataclass
+class _Worker:
+    index: int
+    cpus: list[int]
+    process: Any
+    conn: Any
+    ready: bool = False
+    pid: Optional[int] = None
+    inflight: dict[int, float] = field(default_factory=dict)  # chunk id -> time sent
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The multi-instance classifier
+
+
+class MultiInstanceClassifier:
+    """``predict(texts)`` spread over pinned worker processes, each running its own copy of the model.
+
+    ``model_dir`` is a directory a :class:`~fastformers_hf.classifier.TextClassifier` loads (PyTorch weights or an
+    ONNX graph with its tokenizer and config). Workers start once, here, and are reused by every call; use the
+    object as a context manager or call :meth:`close`.
+
+    Input handling (checked in this process before anything is sent to a worker):
+
+    * non-text inputs (``None``, numbers, ...) raise :class:`FastFormersError`; ``(text, text)`` pairs are accepted;
+    * empty or blank strings are predicted like any input (``empty_inputs="predict"``) or refused (``"error"``);
+    * inputs longer than ``max_length`` tokens are truncated with one warning per call (``long_inputs="truncate"``)
+      or refused (``"error"``);
+    * more threads than physical cores is refused or clamped (``oversubscribe``), see :func:`plan_instances`.
+
+    A worker that dies (killed, out of memory, a crash in native code) is logged, recorded in ``crashes`` and
+    replaced on the same cores; the requests it held are sent again. A request that was in flight on
+    ``max_attempts`` crashed workers fails the call with :class:`FastFormersError` naming it.
+    """
+
+    def __init__(self, model_dir: str | os.PathLike, config: RuntimeConfig | None = None, tokenizer=None):
+        from .classifier import TextClassifier
+        from .onnx_runtime import load_tokenizer
+
+        if not isinstance(model_dir, (str, os.PathLike)):
+            raise FastFormersError("MultiInstanceClassifier loads the model in each worker from a directory: save "
+                                   "it with save_pretrained (or export_onnx) and pass the directory.")
+        self.config = config or RuntimeConfig()
+        self.model_dir = Path(model_dir)
+        if not (self.model_dir / "config.json").exists():
+            raise FastFormersError(f"{self.model_dir} holds no model (no config.json); pass a directory saved with "
+                                   "save_pretrained or written by export_onnx/optimize_for_inference.")
+        self.tokenizer = tokenizer or load_tokenizer(self.model_dir)
+        if self.tokenizer is None:
+            raise FastFormersError(f"{self.model_dir} has no tokenizer; save one beside the model or pass tokenizer=...")
+        self.id2label = {int(k): v for k, v in
+                         (read_json(self.model_dir / "config.json").get("id2label") or {0: "LABEL_0", 1: "LABEL_1"}).items()}
+        # Input validation and the token limit follow the same rules as the workers' TextClassifier.
+        self._checker = TextClassifier(lambda f: None, self.tokenizer, self.id2label,
+                                       _inference_config(self.config), backend="none")
+        self.max_length = self._checker.max_length
+        self.plan = plan_instances(self.config.num_instances, self.config.threads_per_instance,
+                                   self.config.oversubscribe)
+        import multiprocessing as mp
+
+        self._ctx = mp.get_context(self.config.start_method)
+        self.crashes: list[dict[str, Any]] = []
+        self.stats: dict[str, Any] = {}
+        self._next_chunk = 0
+        self._closed = False
+        self._workers: list[_Worker] = []
+        try:
+            self._workers = [self._start_worker(i) for i in range(self.plan.num_instances)]
+            self._wait_ready()
+        except BaseException:
+            self.close()
+            raise
+        self.backend = self._backend
+
+    # -- workers --------------------------------------------------------------------------------------------------
+
+    def _start_worker(self, index: int) -> _Worker:
+        cpus = self.plan.cpus[index] if self.config.pin_cores else []
+        spec = {"model_dir": str(self.model_dir), "backend": self.config.backend, "threads": self.plan.threads_per_instance,
+                "cpus": cpus, "max_length": self.max_length}
+        parent_conn, child_conn = self._ctx.Pipe(duplex=True)
+        process = self._ctx.Process(target=_worker_main, args=(child_conn, spec), daemon=True,
+                                    name=f"fastformers-worker-{index}")
+        process.start()
+        child_conn.close()
+        return _Worker(index, cpus, process, parent_conn)
+
+    def wait_until_ready(self) -> None:
+        """Block until every worker (including a replacement still loading the model) can take requests."""
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        from multiprocessing.connection import wait
+
+        deadline = time.monotonic() + self.config.startup_timeout_s
+        while not all(w.ready for w in self._workers):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise FastFormersError(f"workers did not load the model within {self.config.startup_timeout_s:.0f} s; "
+                                       "raise startup_timeout_s or check the model directory.")
+            waiting = [w for w in self._workers if not w.ready]
+            for obj in wait([w.conn for w in waiting] + [w.process.sentinel for w in waiting], timeout=left):
+                worker = next(w for w in waiting if obj in (w.conn, w.process.sentinel))
+                self._handle_startup(worker)
+
+    def _handle_startup(self, worker: _Worker) -> None:
+        try:
+            kind, pid, payload = worker.conn.recv()
+        except (EOFError, OSError):
+            worker.process.join(timeout=5)
+            raise FastFormersError(f"worker {worker.index} exited with code {worker.process.exitcode} while loading "
+                                   f"{self.model_dir}.") from None
+        if kind == "failed":
+            raise FastFormersError(f"worker {worker.index} could not load {self.model_dir}:\n{payload}")
+        worker.ready, worker.pid, self._backend = True, pid, payload
+
+    def _replace(self, worker: _Worker, pending: deque, chunks: dict, attempts: dict) -> None:
+        """Record a dead worker, requeue what it held (front of the queue), start its replacement."""
+        worker.process.join(timeout=5)
+        code = worker.process.exitcode
+        requeued = [c for c in worker.inflight if c in chunks]
+        crash = {"worker": worker.index, "pid": worker.pid, "exitcode": code, "requeued_requests":
+                 int(sum(sum(len(b) for b in chunks[c][1]) for c in requeued)), "time": time.time()}
+        self.crashes.append(crash)
+        logger.error("worker %d (pid %s) died with exit code %s; %d request(s) it held are sent again, starting a "
+                     "replacement.", worker.index, worker.pid, code, crash["requeued_requests"])
+        for c in requeued:
+            attempts[c] = attempts.get(c, 0) + 1
+            if attempts[c] >= self.config.max_attempts:
+                first = chunks[c][0][0]
+                raise FastFormersError(f"inputs starting at index {first} were being processed by {attempts[c]} workers "
+                                       "that crashed; they are probably the cause (e.g. too long for memory). Remove "
+                                       "or shorten them.")
+        if len(self.crashes) - self._crashes_at_call > 2 * len(self._workers) + 2:
+            raise FastFormersError(f"{len(self.crashes) - self._crashes_at_call} workers died during this call (the last "
+                                   f"with exit code {code}); giving up. Check memory and the model directory.")
+        pending.extendleft(reversed(requeued))
+        try:
+            worker.conn.close()
+        except OSError:
+            pass
+        new = self._start_worker(worker.index)
+        self._workers[worker.index] = new
+
+    # -- prediction -----------------------------------------------------------------------------------------------
+
+    def _check_inputs(self, inputs) -> tuple[list, list[int], list[np.ndarray]]:
+        """Validated inputs, their token lengths (capped at max_length) and the index groups of single texts and
+        of pairs: the two never share a batch (a single text batched with pairs would get an extra [SEP])."""
+        inputs = self._checker._validate(inputs)
+        if self.config.empty_inputs == "error":
+            empty = [i for i, x in enumerate(inputs) if not any(p.strip() for p in ((x,) if isinstance(x, str) else x))]
+            if empty:
+                raise FastFormersError(f"{len(empty)} input(s) are empty or blank (first: index {empty[0]}); remove "
+                                       "them or set empty_inputs='predict'.")
+        is_pair = np.array([not isinstance(x, str) for x in inputs], dtype=bool)
+        groups = [g for g in (np.flatnonzero(~is_pair), np.flatnonzero(is_pair)) if len(g)]
+        lengths = np.zeros(len(inputs), dtype=np.int64)
+        for g in groups:
+            texts = [inputs[i] for i in g]
+            enc = (self.tokenizer(texts, truncation=False) if isinstance(texts[0], str) else
+                   self.tokenizer([a for a, _ in texts], [b for _, b in texts], truncation=False))
+            lengths[g] = [len(ids) for ids in enc["input_ids"]]
+        too_long = np.flatnonzero(lengths > self.max_length)
+        if len(too_long):
+            if self.config.long_inputs == "error":
+                raise FastFormersError(f"{len(too_long)} input(s) exceed {self.max_length} tokens (first: index "
+                                       f"{too_long[0]}, {lengths[too_long[0]]} tokens); shorten them or set "
+                                       "long_inputs='truncate'.")
+            logger.warning("%d input(s) longer than %d tokens were truncated.", len(too_long), self.max_length)
+        return inputs, np.minimum(lengths, self.max_length).tolist(), groups
+
+    def predict_logits(self, inputs, batch_size: int | None = None,
+                       progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """Logits ``(N, num_labels)`` in the caller's order. ``progress(done, total)`` is called as results arrive."""
+        from multiprocessing.connection import wait
+
+        if self._closed:
+            raise FastFormersError("this MultiInstanceClassifier is closed; create a new one.")
+        inputs, lengths, groups = self._check_inputs(inputs)
+        out = np.empty((len(inputs), len(self.id2label)), dtype=np.float32)
+        if not inputs:
+            return out
+        bs = batch_size or self.config.batch_size
+        batches = [g[b] for g in groups for b in length_buckets([lengths[i] for i in g], bs, self.config.sort_by_length)]
+        per_msg = self.config.batches_per_message or max(1, min(32, math.ceil(len(batches) / (8 * len(self._workers)))))
+        chunks: dict[int, tuple[np.ndarray, list[list]]] = {}
+        for i in range(0, len(batches), per_msg):
+            group = batches[i:i + per_msg]
+            chunks[self._next_chunk] = (np.concatenate(group), [[inputs[j] for j in b] for b in group])
+            self._next_chunk += 1
+        pending, attempts = deque(chunks), {}
+        self._crashes_at_call = len(self.crashes)
+        done, batch_seconds, padded, real = 0, [], 0, int(sum(lengths))
+        start = time.perf_counter()
+        while chunks:
+            for w in self._workers:  # keep every ready worker fed
+                while w.ready and pending and len(w.inflight) < self.config.prefetch:
+                    cid = pending.popleft()
+                    try:
+                        w.conn.send((cid, chunks[cid][1]))
+                    except (BrokenPipeError, OSError):
+                        pending.appendleft(cid)
+                        break
+                    w.inflight[cid] = time.perf_counter()
+            by_handle = {}
+            for w in self._workers:
+                by_handle[w.conn] = w
+                by_handle[w.process.sentinel] = w
+            for handle in wait(list(by_handle), timeout=60):
+                w = by_handle[handle]
+                if self._workers[w.index] is not w:
+                    continue  # already replaced in this round
+                message = None
+                if handle is w.conn or w.conn.poll():
+                    try:
+                        message = w.conn.recv()
+                    except (EOFError, OSError):
+                        message = None
+                if message is None:
+                    if not w.process.is_alive() or handle is w.conn:
+                        self._replace(w, pending, chunks, attempts)
+                    continue
+                kind = message[0]
+                if kind == "ready":
+                    w.ready, w.pid, self._backend = True, message[1], message[2]
+                elif kind == "failed":
+                    raise FastFormersError(f"replacement worker {w.index} could not load {self.model_dir}:\n{message[2]}")
+                elif kind == "error":
+                    w.inflight.pop(message[1], None)
+                    if message[1] in chunks:
+                        raise RuntimeError(f"worker {w.index} failed on inputs starting at index "
+                                           f"{chunks[message[1]][0][0]}:\n{message[2]}")
+                elif kind == "result":
+                    _, cid, logits, seconds, shapes = message
+                    w.inflight.pop(cid, None)
+                    if cid not in chunks:
+                        continue  # a stale answer from an earlier call that was abandoned
+                    out[chunks.pop(cid)[0]] = logits
+                    batch_seconds += seconds
+                    padded += int(sum(b * t for b, t in shapes))
+                    done += len(logits)
+                    if progress is not None:
+                        progress(done, len(inputs))
+        wall = time.perf_counter() - start
+        self.stats = {"queries": len(inputs), "batches": len(batches), "batch_size": bs, "wall_s": wall,
+                      "queries_per_s": len(inputs) / wall if wall > 0 else float("inf"),
+                      "batch_ms": [1e3 * s for s in batch_seconds], "real_tokens": real, "padded_tokens": padded}
+        return out
+
+    def predict_proba(self, inputs, batch_size: int | None = None, progress=None) -> np.ndarray:
+        logits = self.predict_logits(inputs, batch_size, progress)
+        z = np.exp(logits - logits.max(-1, keepdims=True))
+        return z / z.sum(-1, keepdims=True)  # (N, C) softmax
+
+    def predict(self, inputs, batch_size: int | None = None, progress=None) -> list[dict[str, Any]]:
+        """``[{"label": str, "label_id": int, "score": float}]`` per input, in order."""
+        probs = self.predict_proba(inputs, batch_size, progress)
+        ids = probs.argmax(-1)
+        return [{"label": self.id2label[int(i)], "label_id": int(i), "score": float(p[i])} for i, p in zip(ids, probs)]
+
+    # -- lifecycle ------------------------------------------------------------------------------------------------
+
+    @property
+    def pids(self) -> list[Optional[int]]:
+        return [w.pid for w in self._workers]
+
+    def close(self) -> None:
+        """Stop the workers (politely, then by force after a few seconds)."""
+        if self._closed:
+            return
+        self._closed = True
+        for w in self._workers:
+            try:
+                w.conn.send(None)
+            except (BrokenPipeError, OSError):
+                pass
+        for w in self._workers:
+            w.process.join(timeout=5)
+            if w.process.is_alive():
+                w.process.terminate()
+                w.process.join(timeout=5)
+            try:
+                w.conn.close()
+            except OSError:
+                pass
+
+    def __enter__(self) -> "MultiInstanceClassifier":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+def _inference_config(config: RuntimeConfig):
+    from .classifier import InferenceConfig
+
+    return InferenceConfig(batch_size=config.batch_size, max_length=config.max_length,
+                           sort_by_length=config.sort_by_length, long_inputs=config.long_inputs,
+                           threads=config.threads_per_instance)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Tuning
+
+
+@dataclass
+class TuningConfig:
+    """Which settings :func:`tune` measures, and how."""
+
+    layouts: Optional[list[tuple[int, int]]] = field(default=None, metadata={"help": "(instances, threads) pairs; "
+                                                     "None = every way to fill the machine: cores//t x t for t = 1, 2, 4..."})
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 8, 32], metadata={"help": "Batch sizes to try."})
+    latency_bound_ms: Optional[float] = field(default=None, metadata={"help": "Keep only settings whose p90 batch "
+                                              "latency (tokenise + forward in a worker) is within this bound."})
+    sample_size: int = field(default=256, metadata={"help": "Inputs of the user's data used per measurement."})
+    repeats: int = field(default=3, metadata={"help": "Passes per setting (batch sizes interleaved); medians kept."})
+
+    def __post_init__(self):
+        if not self.batch_sizes or min(self.batch_sizes) < 1:
+            raise FastFormersError(f"batch_sizes must be >= 1, got {self.batch_sizes}.")
+        if self.sample_size < 1 or self.repeats < 1:
+            raise FastFormersError("sample_size and repeats must be >= 1.")
+        if self.latency_bound_ms is not None and self.latency_bound_ms <= 0:
+            raise FastFormersError(f"latency_bound_ms must be > 0, got {self.latency_bound_ms}.")
+
+
+@dataclass
+class TuningResult:
+    best: dict[str, Any]
+    rows: list[dict[str, Any]]
+    latency_bound_ms: Optional[float]
+
+    def runtime_config(self, base: RuntimeConfig | None = None) -> RuntimeConfig:
+        """``base`` with the chosen instances, threads and batch size."""
+        return dataclasses.replace(base or RuntimeConfig(), num_instances=self.best["instances"],
+                                   threads_per_instance=self.best["threads"], batch_size=self.best["batch_size"])
+
+    def table(self) -> str:
+        rows = ["| instances x threads | batch | queries/s | p90 batch ms | other load (cores) | kept |",
+                "| --- | --- | --- | --- | --- | --- |"]
+        for r in self.rows:
+            mark = "**chosen**" if r is self.best else ("yes" if r["within_bound"] else "no: over latency bound")
+            rows.append(f"| {r['instances']} x {r['threads']} | {r['batch_size']} | {r['queries_per_s']:.1f} | "
+                        f"{r['p90_batch_ms']:.2f} | {r['other_load_cores']:.2f}{' (disturbed)' if r['disturbed'] else ''}"
+                        f" | {mark} |")
+        return "\n".join(rows)
+
+
+def default_layouts(n_cores: int) -> list[tuple[int, int]]:
+    """Every way to fill ``n_cores`` with equal instances: (cores // t, t) for t = 1, 2, 4, ..."""
+    out, t = [], 1
+    while t <= n_cores:
+        out.append((n_cores // t, t))
+        t *= 2
+    return out
+
+
+class ProcessTreeLoadMonitor:
+    """CPU load of *other* processes while we measured: machine busy time minus this process and its workers.
+
+    Like :class:`fastformers_hf.timing.LoadMonitor`, but our worker processes count as ours, not as others'.
+    """
+
+    def __init__(self, pids: Sequence[int] = (), disturbed_above: float = 0.25):
+        self.pids, self.disturbed_above = list(pids), disturbed_above
+        self.other_cores, self.own_cpu_s, self.wall_s = 0.0, 0.0, 0.0
+
+    def _own(self) -> float:
+        import psutil
+
+        total = 0.0
+        for pid in [os.getpid(), *self.pids]:
+            try:
+                t = psutil.Process(pid).cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                pass
+        return total
+
+    def __enter__(self):
+        from .timing import LoadMonitor
+
+        self._busy0, self._own0, self._wall0 = LoadMonitor._busy(), self._own(), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        from .timing import LoadMonitor
+
+        self.wall_s = max(time.perf_counter() - self._wall0, 1e-9)
+        self.own_cpu_s = self._own() - self._own0
+        self.other_cores = max(((LoadMonitor._busy() - self._busy0) - self.own_cpu_s) / self.wall_s, 0.0)
+
+    def summary(self) -> dict[str, Any]:
+        return {"other_load_cores": round(self.other_cores, 3), "disturbed": self.other_cores > self.disturbed_above}
+
+
+def tune(model_dir: str | os.PathLike, texts: Sequence, config: TuningConfig | None = None,
+         runtime: RuntimeConfig | None = None, progress: bool = False) -> TuningResult:
+    """Measure throughput of every (instances, threads, batch size) candidate on ``texts`` and pick the best.
+
+    Each layout starts its workers once; its batch sizes are measured in interleaved passes (``repeats``) and the
+    median throughput kept. With ``latency_bound_ms`` only settings whose p90 batch latency is within it qualify.
+    Raises :class:`FastFormersError` (with every measurement) when none does.
+    """
+    config = config or TuningConfig()
+    runtime = runtime or RuntimeConfig()
+    texts = list(texts)[:config.sample_size]
+    if not texts:
+        raise FastFormersError("tune needs a sample of inputs to measure on; pass a few hundred texts of your data.")
+    layouts = config.layouts or default_layouts(len(physical_cores()))
+    for instances, threads in layouts:  # refuse impossible layouts before starting anything
+        plan_instances(instances, threads, "error")
+    total = len(layouts) * len(config.batch_sizes) * config.repeats
+    bar = _progress_bar(total, "tuning", progress)
+    rows = []
+    try:
+        for instances, threads in layouts:
+            rc = dataclasses.replace(runtime, num_instances=instances, threads_per_instance=threads,
+                                     oversubscribe="error")
+            with MultiInstanceClassifier(model_dir, rc) as server:
+                server.predict_logits(texts[:max(2 * instances, 8)])  # warm-up: first calls allocate
+                samples: dict[int, list] = {b: [] for b in config.batch_sizes}
+                for r in range(config.repeats):
+                    order = config.batch_sizes[r % len(config.batch_sizes):] + config.batch_sizes[:r % len(config.batch_sizes)]
+                    for bs in order:
+                        monitor = ProcessTreeLoadMonitor([p for p in server.pids if p])
+                        with monitor:
+                            server.predict_logits(texts, batch_size=bs)
+                        samples[bs].append((server.stats["queries_per_s"], float(np.percentile(server.stats["batch_ms"], 90)),
+                                            monitor.other_cores))
+                        bar.update(1)
+                for bs, runs in samples.items():
+                    qps, p90, load = (float(np.median([x[k] for x in runs])) for k in range(3))
+                    rows.append({"instances": instances, "threads": threads, "batch_size": bs, "queries_per_s": qps,
+                                 "p90_batch_ms": p90, "other_load_cores": round(load, 3), "disturbed": load > 0.25})
+    finally:
+        bar.close()
+    return choose_setting(rows, config.latency_bound_ms)
+
+
+def choose_setting(rows: list[dict[str, Any]], latency_bound_ms: Optional[float] = None) -> TuningResult:
+    """The highest-throughput row whose p90 batch latency is within ``latency_bound_ms`` (any, without a bound)."""
+    for r in rows:
+        r["within_bound"] = latency_bound_ms is None or r["p90_batch_ms"] <= latency_bound_ms
+    kept = [r for r in rows if r["within_bound"]]
+    result = TuningResult(best={}, rows=rows, latency_bound_ms=latency_bound_ms)
+    if not kept:
+        raise FastFormersError(f"no setting keeps p90 batch latency within {latency_bound_ms} ms:\n"
+                               f"{result.table()}\nRaise the bound or try smaller batch sizes / more threads.")
+    result.best = max(kept, key=lambda r: r["queries_per_s"])
+    return result
+
+
+def _progress_bar(total: int, desc: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not enabled)
