@@ -219,6 +219,22 @@ class DistillationTrainer(Trainer):
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
+    def create_model_card(self, language=None, license=None, tags=None, model_name=None, finetuned_from=None,
+                          tasks=None, dataset_tags=None, dataset=None, dataset_args=None):
+        """Write our card (recipe, shape and recorded measurements) instead of transformers' generic one, so that
+        ``trainer.push_to_hub()`` publishes it too (the TRL pattern)."""
+        if not self.is_world_process_zero():
+            return
+        from hub_cards import write_card
+
+        fields = {k: v for k, v in dict(language=language, license=license, model_name=model_name,
+                                        base_model=finetuned_from).items() if v}
+        if tags:
+            fields["tags"] = [tags] if isinstance(tags, str) else list(tags)
+        if dataset_tags:
+            fields["datasets"] = [dataset_tags] if isinstance(dataset_tags, str) else list(dataset_tags)
+        write_card(self.args.output_dir, config=self.model.config.to_dict(), **fields)
+
     # -- intermediate losses ---------------------------------------------------------------------------------
 
     def _hidden_loss(self, student_hidden, teacher_hidden) -> torch.Tensor:

@@ -25,9 +25,10 @@ ORT_CONFIG_FILE = "ort_config.json"
 
 # Where to point people whose model has no measurements yet (also printed by push_to_hub's warning).
 MEASURE_HINT = (
-    "measure it first: `fastformers-hf evaluate MODEL_DIR --task TASK` (accuracy) and `fastformers-hf benchmark "
-    "MODEL_DIR` (latency, throughput, size) record into MODEL_DIR/fastformers_measurements.json; from Python, "
-    "fastformers_hf.record_measurement(MODEL_DIR, metric, value, ...) does the same"
+    "measure it first: `fastformers-hf compress ...` measures the final model against its teacher (accuracy and "
+    "batch-1 latency) and records the numbers; the benchmark scripts in examples/ do too; from Python, "
+    "fastformers_hf.record_measurement(MODEL_DIR, metric, value, ...) records into "
+    "MODEL_DIR/fastformers_measurements.json"
 )
 
 # Metrics that go into the model-index (the Hub's results widget); other numbers are shown in the card's body.

@@ -41,3 +41,13 @@ def test_distill_command_end_to_end(tmp_path, trained_teacher, tokenizer):
                  "--task", "sst2", "--student_layers", "1", "--output_dir", str(tmp_path / "student"),
                  "--max_steps", "5", "--report_to", "none", "--per_device_train_batch_size", "16"])
     assert code == 0 and (tmp_path / "student" / "model.safetensors").exists()
+
+
+def test_push_dry_run_checks_the_folder_and_prints_the_card(tmp_path, capsys, tokenizer):
+    from fastformers_hf.testing import tiny_model
+
+    tiny_model("bert").save_pretrained(tmp_path / "m")
+    tokenizer.save_pretrained(tmp_path / "m")
+    assert main(["push", "--model_dir", str(tmp_path / "m"), "--repo_id", "me/tiny", "--dry_run"]) == 0
+    out = capsys.readouterr().out
+    assert "nothing was pushed" in out and "me/tiny" in out

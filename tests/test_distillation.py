@@ -139,6 +139,9 @@ def test_distillation_learns_from_teacher_and_teacher_stays_frozen(tmp_path, tra
     assert set(saved) == set(student.state_dict())  # the student only: no teacher, no projections
     record = compression_record(tmp_path / "out")
     assert [s["step"] for s in record["steps"]] == ["student", "distillation"]
+    trainer.create_model_card(license="apache-2.0")  # what trainer.push_to_hub() publishes: our card
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "license: apache-2.0" in card and "distillation" in card.lower() and "fastformers" in card.lower()
 
 
 @pytest.mark.parametrize("hidden,attention,width", [(1.0, 0.0, 64), (1.0, 1.0, 32), (0.0, 1.0, 32)])

@@ -1,7 +1,7 @@
 """Push a compressed model (and its ONNX variants) to the Hub in one commit, with a card rendered from what was
 recorded in the model directory.
 
-    python examples/push_to_hub.py --model_dir runs/pruned --repo_id you/minilm-sst2-pruned \\
+    fastformers-hf push --model_dir runs/pruned --repo_id you/minilm-sst2-pruned \\
         --onnx_dir runs/onnx-int8 --license apache-2.0 --language en
 
 Set HF_TOKEN (or pass --token) with write access; HF_ENDPOINT picks another Hub. Preview the card without pushing
@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser
 
-from fastformers_hf import push_to_hub, verify_model_dir
 from hub_cards import render_card
+
+from ..hub import push_to_hub, verify_model_dir
 
 
 @dataclass
@@ -31,19 +32,16 @@ class PushArgs:
     dry_run: bool = field(default=False, metadata={"help": "Check the folder and print the card; push nothing."})
 
 
-def main():
-    (args,) = HfArgumentParser(PushArgs).parse_args_into_dataclasses()
+def main(argv=None) -> int:
+    (args,) = HfArgumentParser(PushArgs).parse_args_into_dataclasses(args=argv)
     fields = {k: v for k, v in dict(license=args.license, language=args.language).items() if v}
     if args.dry_run:
         record = verify_model_dir(args.model_dir)
         print(render_card(args.model_dir, folders={"onnx": args.onnx_dir} if args.onnx_dir else None,
                           model_id=args.repo_id, **fields))
         print(f"\n[dry run] {args.model_dir} checks out (loads with {record['loads_with']}); nothing was pushed.")
-        return
+        return 0
     url = push_to_hub(args.model_dir, args.repo_id, private=args.private, token=args.token, revision=args.revision,
                       onnx_dir=args.onnx_dir, card_fields=fields)
     print(f"pushed: {url}")
-
-
-if __name__ == "__main__":
-    main()
+    return 0
