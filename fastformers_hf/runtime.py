@@ -196,7 +196,7 @@ def _worker_main(conn, spec: dict) -> None:
             return
         chunk_id, batches = msg
         try:
-            out, seconds, shapes = [], [], []
+            out, seconds, shapes, real, truncated = [], [], [], 0, 0
             for batch in batches:
                 start = time.perf_counter()
                 # Tokenise and run one batch, padded to its own longest input (TextClassifier's dynamic length).
@@ -204,9 +204,27 @@ def _worker_main(conn, spec: dict) -> None:
                 out.append(clf.runner(features))  # (B, C)
                 seconds.append(time.perf_counter() - start)
                 shapes.append(tuple(features["input_ids"].shape))
-            conn.send(("result", chunk_id, np.concatenate(out).astype(np.float32), seconds, shapes))
+                lengths = features["attention_mask"].sum(1)  # (B,) real tokens per input
+                real += int(lengths.sum())
+                at_limit = [x for x, n in zip(batch, lengths) if n >= clf.max_length]
+                if at_limit:  # rare: count the inputs that were really cut, for the parent's warning
+                    truncated += _count_truncated(clf.tokenizer, at_limit, clf.max_length)
+            conn.send(("result", chunk_id, np.concatenate(out).astype(np.float32), seconds, shapes, real, truncated))
         except Exception:
             conn.send(("error", chunk_id, traceback.format_exc()))
+
+
+def _token_lengths(tokenizer, inputs: Sequence) -> np.ndarray:
+    """Untruncated token count of each input (a text or a (text, text) pair; all of one kind)."""
+    if not inputs:
+        return np.zeros(0, dtype=np.int64)
+    enc = (tokenizer(list(inputs), truncation=False) if isinstance(inputs[0], str) else
+           tokenizer([a for a, _ in inputs], [b for _, b in inputs], truncation=False))
+    return np.array([len(ids) for ids in enc["input_ids"]], dtype=np.int64)
+
+
+def _count_truncated(tokenizer, inputs: Sequence, max_length: int) -> int:
+    return int((_token_lengths(tokenizer, inputs) > max_length).sum())
 
 
 @dataclass
@@ -259,12 +277,13 @@ class MultiInstanceClassifier:
         self.tokenizer = tokenizer or load_tokenizer(self.model_dir)
         if self.tokenizer is None:
             raise FastFormersError(f"{self.model_dir} has no tokenizer; save one beside the model or pass tokenizer=...")
-        self.id2label = {int(k): v for k, v in
-                         (read_json(self.model_dir / "config.json").get("id2label") or {0: "LABEL_0", 1: "LABEL_1"}).items()}
-        # Input validation and the token limit follow the same rules as the workers' TextClassifier.
+        model_config = read_json(self.model_dir / "config.json")
+        self.id2label = {int(k): v for k, v in (model_config.get("id2label") or {0: "LABEL_0", 1: "LABEL_1"}).items()}
+        self.max_length = self.config.max_length or _model_token_limit(model_config, self.tokenizer)
+        # Input validation follows the same rules as the workers' TextClassifier.
         self._checker = TextClassifier(lambda f: None, self.tokenizer, self.id2label,
-                                       _inference_config(self.config), backend="none")
-        self.max_length = self._checker.max_length
+                                       dataclasses.replace(_inference_config(self.config), max_length=self.max_length),
+                                       backend="none")
         self.plan = plan_instances(self.config.num_instances, self.config.threads_per_instance,
                                    self.config.oversubscribe)
         import multiprocessing as mp
@@ -355,9 +374,10 @@ class MultiInstanceClassifier:
 
     # -- prediction -----------------------------------------------------------------------------------------------
 
-    def _check_inputs(self, inputs) -> tuple[list, list[int], list[np.ndarray]]:
-        """Validated inputs, their token lengths (capped at max_length) and the index groups of single texts and
-        of pairs: the two never share a batch (a single text batched with pairs would get an extra [SEP])."""
+    def _check_inputs(self, inputs, need_lengths: bool = True) -> tuple[list, Optional[list[int]], list[np.ndarray]]:
+        """Validated inputs, their token lengths capped at max_length (only computed when ``need_lengths``: this
+        process then tokenises every input once more) and the index groups of single texts and of pairs, which
+        never share a batch (a single text batched with pairs would get an extra [SEP])."""
         inputs = self._checker._validate(inputs)
         if self.config.empty_inputs == "error":
             empty = [i for i, x in enumerate(inputs) if not any(p.strip() for p in ((x,) if isinstance(x, str) else x))]
@@ -366,19 +386,16 @@ class MultiInstanceClassifier:
                                        "them or set empty_inputs='predict'.")
         is_pair = np.array([not isinstance(x, str) for x in inputs], dtype=bool)
         groups = [g for g in (np.flatnonzero(~is_pair), np.flatnonzero(is_pair)) if len(g)]
+        if not need_lengths:
+            return inputs, None, groups
         lengths = np.zeros(len(inputs), dtype=np.int64)
         for g in groups:
-            texts = [inputs[i] for i in g]
-            enc = (self.tokenizer(texts, truncation=False) if isinstance(texts[0], str) else
-                   self.tokenizer([a for a, _ in texts], [b for _, b in texts], truncation=False))
-            lengths[g] = [len(ids) for ids in enc["input_ids"]]
+            lengths[g] = _token_lengths(self.tokenizer, [inputs[i] for i in g])
         too_long = np.flatnonzero(lengths > self.max_length)
-        if len(too_long):
-            if self.config.long_inputs == "error":
-                raise FastFormersError(f"{len(too_long)} input(s) exceed {self.max_length} tokens (first: index "
-                                       f"{too_long[0]}, {lengths[too_long[0]]} tokens); shorten them or set "
-                                       "long_inputs='truncate'.")
-            logger.warning("%d input(s) longer than %d tokens were truncated.", len(too_long), self.max_length)
+        if len(too_long) and self.config.long_inputs == "error":
+            raise FastFormersError(f"{len(too_long)} input(s) exceed {self.max_length} tokens (first: index "
+                                   f"{too_long[0]}, {lengths[too_long[0]]} tokens); shorten them or set "
+                                   "long_inputs='truncate'.")
         return inputs, np.minimum(lengths, self.max_length).tolist(), groups
 
     def predict_logits(self, inputs, batch_size: int | None = None,
@@ -388,12 +405,16 @@ class MultiInstanceClassifier:
 
         if self._closed:
             raise FastFormersError("this MultiInstanceClassifier is closed; create a new one.")
-        inputs, lengths, groups = self._check_inputs(inputs)
+        bs = batch_size or self.config.batch_size
+        # Lengths are needed to refuse long inputs up front, or to bucket batches; batch 1 needs neither, and
+        # tokenising here would leave the workers idle meanwhile (the workers count truncations instead).
+        bucket = bs > 1 and self.config.sort_by_length
+        inputs, lengths, groups = self._check_inputs(inputs, need_lengths=bucket or self.config.long_inputs == "error")
         out = np.empty((len(inputs), len(self.id2label)), dtype=np.float32)
         if not inputs:
             return out
-        bs = batch_size or self.config.batch_size
-        batches = [g[b] for g in groups for b in length_buckets([lengths[i] for i in g], bs, self.config.sort_by_length)]
+        batches = [g[b] for g in groups for b in
+                   length_buckets([lengths[i] for i in g] if bucket else [0] * len(g), bs, bucket)]
         per_msg = self.config.batches_per_message or max(1, min(32, math.ceil(len(batches) / (8 * len(self._workers)))))
         chunks: dict[int, tuple[np.ndarray, list[list]]] = {}
         for i in range(0, len(batches), per_msg):
@@ -402,7 +423,7 @@ class MultiInstanceClassifier:
             self._next_chunk += 1
         pending, attempts = deque(chunks), {}
         self._crashes_at_call = len(self.crashes)
-        done, batch_seconds, padded, real = 0, [], 0, int(sum(lengths))
+        done, batch_seconds, padded, real, truncated = 0, [], 0, 0, 0
         start = time.perf_counter()
         while chunks:
             for w in self._workers:  # keep every ready worker fed
@@ -443,20 +464,24 @@ class MultiInstanceClassifier:
                         raise RuntimeError(f"worker {w.index} failed on inputs starting at index "
                                            f"{chunks[message[1]][0][0]}:\n{message[2]}")
                 elif kind == "result":
-                    _, cid, logits, seconds, shapes = message
+                    _, cid, logits, seconds, shapes, real_tokens, cut = message
                     w.inflight.pop(cid, None)
                     if cid not in chunks:
                         continue  # a stale answer from an earlier call that was abandoned
                     out[chunks.pop(cid)[0]] = logits
                     batch_seconds += seconds
                     padded += int(sum(b * t for b, t in shapes))
+                    real += real_tokens
+                    truncated += cut
                     done += len(logits)
                     if progress is not None:
                         progress(done, len(inputs))
         wall = time.perf_counter() - start
+        if truncated:
+            logger.warning("%d input(s) longer than %d tokens were truncated.", truncated, self.max_length)
         self.stats = {"queries": len(inputs), "batches": len(batches), "batch_size": bs, "wall_s": wall,
                       "queries_per_s": len(inputs) / wall if wall > 0 else float("inf"),
-                      "batch_ms": [1e3 * s for s in batch_seconds], "real_tokens": real, "padded_tokens": padded}
+                      "batch_ms": [1e3 * s for s in batch_seconds], "real_tokens": real, "padded_tokens": padded, "truncated": truncated}
         return out
 
     def predict_proba(self, inputs, batch_size: int | None = None, progress=None) -> np.ndarray:
@@ -507,6 +532,19 @@ class MultiInstanceClassifier:
             self.close()
         except Exception:
             pass
+
+
+# Position embeddings reserved before the first token (RoBERTa-style models count from padding_idx + 1).
+_POSITION_OFFSET = {"roberta": 2, "xlm-roberta": 2, "camembert": 2}
+
+
+def _model_token_limit(model_config: dict, tokenizer) -> int:
+    """The longest input the model can take: the tokenizer's limit, capped by the position embeddings."""
+    limits = [getattr(tokenizer, "model_max_length", None)]
+    if model_config.get("max_position_embeddings"):
+        limits.append(model_config["max_position_embeddings"] - _POSITION_OFFSET.get(model_config.get("model_type"), 0))
+    limits = [x for x in limits if x and x < 100_000]  # tokenizers without a limit say 1e30
+    return min(limits) if limits else 512
 
 
 def _inference_config(config: RuntimeConfig):

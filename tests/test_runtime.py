@@ -152,6 +152,14 @@ def test_non_text_is_refused_and_the_server_keeps_working(server, inputs, match)
     assert len(server.predict(["fine", "", "  "])) == 3  # empty strings are predicted by default
 
 
+@needs_two_cores
+def test_long_inputs_are_truncated_and_counted(server, caplog):
+    long_text = " ".join(["good"] * 200)  # the tiny model takes 128 positions
+    with caplog.at_level("WARNING"):
+        server.predict(["good", long_text, long_text], batch_size=1)
+    assert server.stats["truncated"] == 2 and "2 input(s) longer than 128 tokens were truncated" in caplog.text
+
+
 def test_strict_policies_refuse_empty_and_long_inputs(saved, caplog):
     config = RuntimeConfig(num_instances=1, empty_inputs="error", long_inputs="error", max_length=16)
     with MultiInstanceClassifier(saved, config) as strict:
