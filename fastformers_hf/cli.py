@@ -12,12 +12,13 @@ from .errors import FastFormersError
 
 # name -> (module, one-line help)
 COMMANDS = {
-    "demo": ("fastformers_hf.commands.demo", "offline demo: fine-tune MiniLM on generated data, distil it, compare"),
+    "demo": ("fastformers_hf.commands.demo", "compress on an offline default: MiniLM fine-tuned on generated data -> fast student"),
     "distill": ("fastformers_hf.commands.distill", "distil a fine-tuned teacher into a smaller student"),
     "cascade": ("fastformers_hf.commands.cascade", "calibrate / predict / bench a two-tier confidence cascade"),
     "compress": ("fastformers_hf.commands.compress", "distil, prune, quantize, measure and card a model in one go"),
     "push": ("fastformers_hf.commands.push", "push a compressed model (+ ONNX variants) with its model card"),
     "plan": ("fastformers_hf.commands.plan", "time candidate student shapes on this machine before training"),
+    "bench": ("fastformers_hf.commands.bench", "tune serving (instances x threads x batch) / FastFormers ablation table"),
 }
 
 

@@ -333,7 +333,8 @@ class CompressPipeline:
         try:
             from hub_cards import write_card
 
-            write_card(tmp)
+            name = c.hub_model_id or f"{Path(c.output_dir).name}-compressed"
+            write_card(tmp, model_id=name, model_name=name.split("/")[-1])  # tmp's own name is a temporary one
             results["card"] = "README.md"
         except Exception as e:  # a card problem must not lose the measured model; say so instead
             results["card_error"] = str(e)
