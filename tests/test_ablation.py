@@ -1,0 +1,81 @@
+import numpy as np
+import pytest
+
+from fastformers_hf import FastFormersError
+from fastformers_hf.ablation import (AblationConfig, Step, boolq_like_pairs, chain_rows, checks, markdown_table,
+                                     stratified)
+
+
+@pytest.fixture(scope="module")
+def bert_tokenizer():
+    from pathlib import Path
+
+    from transformers import AutoTokenizer
+
+    path = Path(__file__).resolve().parents[2] / "shared" / "models" / "sst2-minilm-teacher"
+    if not path.exists():
+        pytest.skip("the shared MiniLM teacher (its tokenizer) is not available")
+    return AutoTokenizer.from_pretrained(path)
+
+
+def test_boolq_like_pairs_have_the_asked_lengths(bert_tokenizer):
+    pairs = boolq_like_pairs(bert_tokenizer, 400, median=140, low=32, high=512, seed=0)
+    lengths = [len(ids) for ids in bert_tokenizer([q for q, _ in pairs], [p for _, p in pairs])["input_ids"]]
+    assert min(lengths) == 32 and max(lengths) == 512
+    assert 120 <= np.median(lengths) <= 160
+    assert pairs == boolq_like_pairs(bert_tokenizer, 400, seed=0)  # seeded
+
+
+@pytest.mark.parametrize("n", [3, 10, 25])
+def test_stratified_sample_spreads_over_lengths(n):
+    items = list(range(100))
+    lengths = items  # item i has length i
+    picked = stratified(items, lengths, n)
+    assert len(picked) == n and len(set(picked)) == n
+    assert abs(np.median(picked) - 49.5) <= 100 / n  # representative, not a prefix of short ones
+
+
+def test_stratified_cycles_when_asked_for_more():
+    picked = stratified(list("abc"), [1, 2, 3], 7)
+    assert len(picked) == 7 and {picked.count(x) for x in "abc"} <= {2, 3}
+
+
+def _steps(accuracies=(None, None, None)):
+    names = ["base", "fast", "ref"]
+    return [Step(n, n, "1 x 2", lambda items: None, in_chain=(n != "ref"), accuracy=a) for n, a in zip(names, accuracies)]
+
+
+def _timing(qps, cpu=(0.5, 0.05, 0.1)):
+    return {n: {"queries_per_s": q, "cpu_s_per_query": c, "other_load_median": 0.0, "other_load_max": 0.4,
+                "disturbed_passes": 1, "queries_per_pass": 10, "passes": [{}] * 5}
+            for n, q, c in zip(["base", "fast", "ref"], qps, cpu)}
+
+
+def test_chain_rows_speedups_cost_and_energy():
+    config = AblationConfig(instance_usd_per_hour=0.5, instance_physical_cores=8, watts_per_core=4.0)
+    rows = chain_rows(_steps(), _timing([2.0, 500.0, 100.0]), config, measured_cores=2)
+    base, fast, ref = rows
+    assert base["cumulative_speedup"] == 1.0 and fast["step_speedup"] == pytest.approx(250.0)
+    assert "cumulative_speedup" not in ref  # a reference row is not part of the chain
+    # 2 q/s on 2 cores -> 8 q/s on the 8-core instance -> 1e8 / 8 s = 3472.2 h at 0.5 USD
+    assert base["usd_per_100m"] == pytest.approx(0.5 * 1e8 / 8 / 3600)
+    assert base["joules_per_query"] == pytest.approx(2.0) and base["ms_per_query"] == pytest.approx(500.0)
+
+
+def test_accuracy_delta_and_checks():
+    config = AblationConfig()
+    rows = chain_rows(_steps((0.90, 0.885, 0.885)), _timing([2.0, 500.0, 100.0]), config, 2, reference_accuracy=0.90)
+    assert rows[1]["accuracy_delta_points"] == pytest.approx(-1.5)
+    table = markdown_table(rows, with_accuracy=True, paper=False)
+    assert "| fast | 88.50 | -1.50 |" in table and table.count("\n") == 4
+    report = {"tables": {"sst2": {"rows": rows, "multi_instance_vs_one_instance": 1.9, "fastest_loss_points": 1.5},
+                         "shapes": {"rows": rows, "multi_instance_vs_one_instance": 1.5}}}
+    # shapes: 250x >= 233.9x, multi-instance 1.5x < 1.8x; SST-2: 1.9x >= 1.8x, loses 1.5 > 1.2 points
+    assert [c["ok"] for c in checks(report)] == [True, False, True, False]
+
+
+@pytest.mark.parametrize("kwargs,match", [(dict(tables="shapes,boolq"), "unknown table"), (dict(rounds=0), "rounds"),
+                                          (dict(median_tokens=600), "median_tokens")])
+def test_bad_settings(kwargs, match):
+    with pytest.raises(FastFormersError, match=match):
+        AblationConfig(**kwargs)
