@@ -49,7 +49,7 @@ class AblationConfig:
     out: str = field(default="runs/bench_ablation", metadata={"help": "ablation.json/.md/.png and cached models."})
     tables: str = field(default="shapes,sst2", metadata={"help": "Which tables: shapes (paper shapes, random "
                                                                    "weights, speed only), sst2 (real, with accuracy)."})
-    rounds: int = field(default=5, metadata={"help": "Timed passes per step, interleaved across steps."})
+    rounds: int = field(default=7, metadata={"help": "Timed passes per step, interleaved across steps."})
     pass_seconds: float = field(default=2.0, metadata={"help": "Target length of one timed pass of a step."})
     baseline_queries: int = field(default=4, metadata={"help": "Queries per pass of the slow BERT-base padded-512 "
                                                                 "step (~0.6 s each here)."})
@@ -74,8 +74,8 @@ class AblationConfig:
     prune_heads: int = field(default=6, metadata={"help": "Heads kept per layer (of 12) in the pruned step."})
     prune_ffn: int = field(default=768, metadata={"help": "FFN width kept per layer (of 1536) in the pruned step."})
     scoring_examples: int = field(default=1000, metadata={"help": "Held-out train sentences for first-order scores."})
-    redistil_sentences: int = field(default=19200, metadata={"help": "Train sentences for re-distillation (19,200: "
-                                    "bench_pruning's subset, whose cached teacher logits are then reused)."})
+    redistil_sentences: int = field(default=25600, metadata={"help": "Train sentences for re-distillation (25,600: "
+                                    "bench_pruning --redistil_steps 800: its cached teacher logits are reused)."})
     redistil_steps: int = field(default=1000, metadata={"help": "Re-distillation steps of 32 after pruning."})
     max_length: int = field(default=128, metadata={"help": "SST-2 token limit (the teacher's padded length)."})
     # Cost and energy

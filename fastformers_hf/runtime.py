@@ -140,7 +140,7 @@ class RuntimeConfig:
                                                            "onnx or pytorch."})
     start_method: str = field(default="spawn", metadata={"help": "multiprocessing start method: spawn or forkserver."})
     batches_per_message: Optional[int] = field(default=None, metadata={"help": "Batches sent to a worker at once "
-                                               "(fewer messages, less overhead); None = about 8 messages per worker."})
+                                               "(fewer messages, less overhead); None = about 32 messages per worker."})
     prefetch: int = field(default=2, metadata={"help": "Messages queued per worker so it never waits for the next."})
     max_attempts: int = field(default=2, metadata={"help": "A request that was in flight on this many crashed "
                               "workers fails the call (it is probably what crashes them) instead of being retried."})
@@ -415,7 +415,9 @@ class MultiInstanceClassifier:
             return out
         batches = [g[b] for g in groups for b in
                    length_buckets([lengths[i] for i in g] if bucket else [0] * len(g), bs, bucket)]
-        per_msg = self.config.batches_per_message or max(1, min(32, math.ceil(len(batches) / (8 * len(self._workers)))))
+        # ~32 messages per worker: few enough that messaging costs little, many enough that the last one to finish
+        # (the others then idle) is a small part of the call.
+        per_msg = self.config.batches_per_message or max(1, min(32, math.ceil(len(batches) / (32 * len(self._workers)))))
         chunks: dict[int, tuple[np.ndarray, list[list]]] = {}
         for i in range(0, len(batches), per_msg):
             group = batches[i:i + per_msg]
