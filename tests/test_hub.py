@@ -263,10 +263,10 @@ def test_push_without_measurements_warns_and_says_how_to_measure(built, hub, tmp
     plain = tmp_path / "plain"
     shutil.copytree(built["model_dir"], plain)
     (plain / "fastformers_measurements.json").unlink()
-    with pytest.warns(UserWarning, match=r"no recorded measurements.*fastformers-hf benchmark"):
+    with pytest.warns(UserWarning, match=r"no recorded measurements.*fastformers-hf compress"):
         push_to_hub(plain, "org/plain", token=TOKEN)
     card = hub.files("org/plain")["README.md"]["data"].decode()
-    assert "No measurements were recorded" in card and "fastformers-hf benchmark" in card
+    assert "No measurements were recorded" in card and "fastformers-hf compress" in card
     assert "model-index" not in card
 
 
