@@ -262,7 +262,7 @@ class MultiInstanceClassifier:
     ``max_attempts`` crashed workers fails the call with :class:`FastFormersError` naming it.
     """
 
-    def __init__(self, model_dir: str | os.PathLike, config: RuntimeConfig | None = None, tokenizer=None):
+    def __init__(self, model_dir: str | os.PathLike, config: RuntimeConfig | None = None):
         from .classifier import TextClassifier
         from .onnx_runtime import load_tokenizer
 
@@ -274,9 +274,10 @@ class MultiInstanceClassifier:
         if not (self.model_dir / "config.json").exists():
             raise FastFormersError(f"{self.model_dir} holds no model (no config.json); pass a directory saved with "
                                    "save_pretrained or written by export_onnx/optimize_for_inference.")
-        self.tokenizer = tokenizer or load_tokenizer(self.model_dir)
+        self.tokenizer = load_tokenizer(self.model_dir)  # the workers load the same one from the directory
         if self.tokenizer is None:
-            raise FastFormersError(f"{self.model_dir} has no tokenizer; save one beside the model or pass tokenizer=...")
+            raise FastFormersError(f"{self.model_dir} has no tokenizer; save one beside the model "
+                                   "(tokenizer.save_pretrained(model_dir)): every worker loads it from there.")
         model_config = read_json(self.model_dir / "config.json")
         self.id2label = {int(k): v for k, v in (model_config.get("id2label") or {0: "LABEL_0", 1: "LABEL_1"}).items()}
         self.max_length = self.config.max_length or _model_token_limit(model_config, self.tokenizer)

@@ -82,6 +82,9 @@ def test_needs_a_model_directory(tmp_path, saved):
         MultiInstanceClassifier(tmp_path)
     with pytest.raises(FastFormersError, match="from a directory"):
         MultiInstanceClassifier(tiny_model("bert"))
+    tiny_model("bert").save_pretrained(tmp_path / "no-tokenizer")
+    with pytest.raises(FastFormersError, match="has no tokenizer"):
+        MultiInstanceClassifier(tmp_path / "no-tokenizer")
 
 
 # -- the workers -----------------------------------------------------------------------------------------------------
