@@ -637,15 +637,16 @@ class CascadeClassifier:
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, subfolder: str | None = None, revision: str | None = None,
-                        **overrides) -> "CascadeClassifier":
+                        token: str | None = None, **overrides) -> "CascadeClassifier":
         """Load a saved cascade from a local folder, or from a Hub repo id (``subfolder`` = where it was pushed,
-        e.g. ``"cascade"``). Keyword overrides change CascadeConfig fields (e.g. ``threshold=0.8``)."""
+        e.g. ``"cascade"`` for ``push_to_hub(..., extra_dirs={"cascade": dir})``; only that folder is downloaded).
+        Keyword overrides change CascadeConfig fields (e.g. ``threshold=0.8``)."""
         path = Path(path)
         if not path.exists() and len(str(path).split("/")) == 2 and not str(path).startswith((".", "/")):
             from huggingface_hub import snapshot_download
 
             try:
-                path = Path(snapshot_download(str(path), revision=revision,
+                path = Path(snapshot_download(str(path), revision=revision, token=token,
                                               allow_patterns=[f"{subfolder}/*"] if subfolder else None))
             except Exception as e:  # offline, not found, no access: many exception types
                 raise FastFormersError(f"{path} is neither a local folder nor a Hub repo that can be downloaded "

@@ -43,7 +43,7 @@ def accuracy(results):
 @pytest.mark.parametrize("confidence", ["max_prob", "entropy"])
 def test_curve_matches_one_cascade_run_per_threshold(tiers, metric, confidence):
     cascade = CascadeClassifier(*tiers, confidence=confidence, tier1_batch_size=4, tier2_batch_size=3)
-    curve = cascade.calibrate(TEXTS, LABELS, metric=metric, target=0.5)
+    curve = cascade.calibrate(TEXTS, LABELS, metric=metric, target=0.5, random_trials=3)
     t = curve.arrays("tangobert")
     assert t["share"][0] == 0 and len(t["share"]) > 10  # one point per distinct confidence
     assert np.all(np.diff(t["share"]) > 0) and np.all(np.diff(t["cost_ms"]) >= 0)
@@ -302,3 +302,39 @@ def test_cli_calibrate_predict_bench(tiers, tmp_path, capsys):
     assert main(["cascade", "bench", "--cascade", str(out), "--data", str(tmp_path / "dev.tsv"), "--repeats", "1"]) == 0
     assert "| cascade | 8 / 4 |" in capsys.readouterr().out
     assert main(["cascade", "frobnicate"]) == 2
+
+
+def test_pushed_with_the_model_and_loaded_back_by_repo_id(tiers, tmp_path, monkeypatch):
+    """push_to_hub(..., extra_dirs={"cascade": dir}) to the loopback Hub, then from_pretrained(repo, subfolder=...)
+    in a fresh process with an empty cache (huggingface_hub reads HF_ENDPOINT at import)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import huggingface_hub.constants
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from hub_server import HubServer
+
+    from fastformers_hf import push_to_hub
+
+    cascade = CascadeClassifier(*tiers, threshold=0.6)
+    saved = cascade.save_pretrained(tmp_path / "cascade")
+    with HubServer(token="hf_test_write_token") as server:
+        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", server.url)
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        with pytest.warns(UserWarning):  # no measurements recorded for the tiny model
+            push_to_hub(tiers[1], "org/cascaded", token="hf_test_write_token", extra_dirs={"cascade": saved})
+        assert {"cascade/cascade_config.json", "cascade/tier1/vocab.txt", "cascade/tier2/config.json"} <= set(
+            server.files("org/cascaded"))
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_", "TRANSFORMERS_"))}
+        env.update(HF_ENDPOINT=server.url, HF_HOME=str(tmp_path / "hf-home"), HF_HUB_DISABLE_XET="1")
+        code = ("import json, sys; from fastformers_hf import CascadeClassifier; "
+                "c = CascadeClassifier.from_pretrained('org/cascaded', subfolder='cascade', token='hf_test_write_token'); "
+                "print(json.dumps(c.predict(json.loads(sys.argv[1]))))")
+        out = subprocess.run([sys.executable, "-c", code, json.dumps(TEXTS[:6])], env=env, capture_output=True,
+                             text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == cascade.predict(TEXTS[:6])
