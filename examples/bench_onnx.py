@@ -319,6 +319,9 @@ def main() -> None:
     write_json(out / "report.json", report)
     md = [f"# ONNX Runtime benchmark (batch 1)\n", f"Machine: {report['machine']}\n", note + "\n",
           "Latency excludes tokenisation. mean ms = median over passes of the mean per-query latency; ratios use it. "
+          "ONNX configurations run in a bare onnxruntime.InferenceSession (Optimum's plain route: ORT default "
+          "session options but 1 thread; ours: SessionConfig, spinning off), PyTorch as model(**inputs) under "
+          "inference_mode with torch.set_num_threads(1). "
           "`peak RSS` = fresh process per configuration (only its runtime imported), load + 40 inputs. "
           "`other load` = most CPU cores other processes used during any pass of that configuration. SST-2 dev: "
           f"{len(sst2_inputs(args, tokenizer)[1])} sentences; boolq-like: {args.boolq_examples} random-token inputs, median {args.boolq_median} tokens.\n",

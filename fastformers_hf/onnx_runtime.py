@@ -257,7 +257,11 @@ def export_onnx(model_or_dir, save_dir: str | os.PathLike, tokenizer=None, opset
             except (RuntimeError, ValueError, KeyError) as e:
                 raise FastFormersError(f"ONNX export of {model.config.model_type} failed: {e}") from e
             tokenizer.save_pretrained(tmp)
-            _record_step(tmp, {"step": "onnx_export", "opset": opset, "format": "onnx"})
+            import onnx
+
+            graph = onnx.load(str(tmp / ONNX_FILE), load_external_data=False)
+            real_opset = next((o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")), opset)
+            _record_step(tmp, {"step": "onnx_export", "opset": real_opset, "format": "onnx"})
     finally:
         model.train(was_training)
     return Path(save_dir)
@@ -288,25 +292,28 @@ def optimize_onnx(onnx_dir: str | os.PathLike, save_dir: str | os.PathLike, leve
     ORT reads the head counts from the graph; its "Input hidden size ... is not same as weight matrix" log is
     only a warning. Returns ``save_dir``.
     """
+    config = _optimization_config(level, for_gpu)
+    return _optimize(onnx_dir, save_dir, config, level if isinstance(level, str) else "custom", overwrite)
+
+
+def _optimize(onnx_dir, save_dir, config, label: str, overwrite: bool) -> Path:
     opt = _optimum()
     _refuse_overwriting_input(onnx_dir, save_dir)
     model_file = check_onnx_dir(onnx_dir)
-    config = _optimization_config(level, for_gpu)
     from optimum.onnxruntime.utils import ORTConfigManager
     from transformers import AutoConfig
 
     model_type = AutoConfig.from_pretrained(onnx_dir).model_type
     try:
         ORTConfigManager.check_optimization_supported_model(model_type, config)
-    except NotImplementedError as e:
+    except (NotImplementedError, KeyError) as e:
         raise FastFormersError(
             f"ONNX Runtime has no graph fusion for {model_type}; use the plain or quantized export instead.") from e
     with atomic_output_dir(save_dir, overwrite=overwrite) as tmp:
         _copy_companions(Path(onnx_dir), tmp)
         optimizer = opt["ORTOptimizer"].from_pretrained(onnx_dir, file_names=[model_file.name])
         optimizer.optimize(config, tmp, file_suffix=None)
-        _record_step(tmp, {"step": "onnx_optimize",
-                           "level": level if isinstance(level, str) else "custom",
+        _record_step(tmp, {"step": "onnx_optimize", "level": label,
                            "optimization_level": config.optimization_level, "fp16": config.fp16})
     return Path(save_dir)
 
@@ -322,7 +329,7 @@ def to_fp16(onnx_dir: str | os.PathLike, save_dir: str | os.PathLike, overwrite:
         # run its GPU passes and logs "There is no gpu" on a CPU machine. The session applies them at load time.
         optimization_level=0,
         optimize_for_gpu=True, fp16=True, enable_transformers_specific_optimizations=True)
-    return optimize_onnx(onnx_dir, save_dir, level=config, overwrite=overwrite)
+    return _optimize(onnx_dir, save_dir, config, "fp16", overwrite)
 
 
 # ----------------------------------------------------------------------------------------------------------------

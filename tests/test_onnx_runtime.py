@@ -83,6 +83,7 @@ def test_export_from_directory_keeps_pruned_shape(tokenizer, tmp_path):
     out = export_onnx(tmp_path / "pt", tmp_path / "onnx")
     record = json.loads((out / "config.json").read_text())["fastformers"]
     assert record["heads_per_layer"] == [3, 2, 4, 1]
+    assert record["steps"][-1]["step"] == "onnx_export" and record["steps"][-1]["opset"] >= 11
     np.testing.assert_allclose(logits_of(ort_model(out), tokenizer), logits_of(model, tokenizer), atol=1e-4)
 
 
@@ -104,6 +105,7 @@ def test_fp16_graph_converts_and_loads_on_cpu(tokenizer, tmp_path):
     types = [i.data_type for i in graph.initializer]
     assert types.count(onnx.TensorProto.FLOAT16) > len(types) // 2
     assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.INT64  # io types kept
+    assert json.loads((out / "config.json").read_text())["fastformers"]["steps"][-1]["level"] == "fp16"
     np.testing.assert_allclose(logits_of(ort_model(out), tokenizer), logits_of(model, tokenizer), atol=1e-2)
 
 
