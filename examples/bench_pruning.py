@@ -224,7 +224,7 @@ def plot(rows: dict, sweep_names: list[str], path: Path, teacher_acc: float) -> 
         ax.plot(xs, ys, style, label=label)
         for n, xi, yi in zip(sweep_names, xs, ys):
             h, f = rows[n]["heads_per_layer"][0], rows[n]["ffn_width_per_layer"][0]
-            ax.annotate(f"{h}h/{f}", (xi, yi), textcoords="offset points", xytext=(4, -10), fontsize=8)
+            ax.annotate(("teacher " if n == "teacher" else "") + f"{h}h/{f}", (xi, yi), textcoords="offset points", xytext=(4, -10), fontsize=8)
     no_distil = [n for n in rows if n.startswith("first_order") and not n.endswith("redistilled")]
     if no_distil:
         ax.plot([rows[n]["latency_pytorch_1thread"]["median_ms"] for n in no_distil],
