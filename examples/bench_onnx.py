@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from datasets import Dataset
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, HfArgumentParser
+from transformers import AutoTokenizer, HfArgumentParser
 
 import fastformers_hf
 from fastformers_hf import SessionConfig, VariantChoiceConfig, load_task_data, optimize_for_inference
@@ -39,13 +39,16 @@ warnings.filterwarnings("ignore", message=".*torch.ao.quantization.*")  # deprec
 class BenchArgs:
     out: str = field(default="runs/bench_onnx", metadata={"help": "Report and cached models/variants go here."})
     sst2_dev: str = field(default="../shared/data/sst2/dev.tsv", metadata={"help": "SST-2 dev TSV."})
-    sst2_train: str = field(default="../shared/data/sst2/train.tsv", metadata={"help": "For first-order pruning scores."})
+    sst2_train: str = field(default="../shared/data/sst2/train.tsv",
+                            metadata={"help": "For first-order pruning scores."})
     teacher: str = field(default="../shared/models/sst2-minilm-teacher", metadata={"help": "Fine-tuned teacher."})
-    student: str | None = field(default=None, metadata={"help": "Student dir; default: prune the teacher (if prune exists)."})
+    student: str | None = field(default=None,
+                                metadata={"help": "Student dir; default: prune the teacher (if prune exists)."})
     heads: int = field(default=6, metadata={"help": "Heads kept per layer when pruning the teacher."})
     ffn: int = field(default=768, metadata={"help": "FFN width kept per layer when pruning the teacher."})
     scoring_examples: int = field(default=512, metadata={"help": "Held-out train sentences for first-order scores."})
-    sst2_examples: int | None = field(default=None, metadata={"help": "Use only the first N dev sentences (smoke runs)."})
+    sst2_examples: int | None = field(default=None,
+                                      metadata={"help": "Use only the first N dev sentences (smoke runs)."})
     boolq_examples: int = field(default=200, metadata={"help": "Inputs of the BoolQ-like length mix."})
     boolq_median: int = field(default=140, metadata={"help": "Median length (tokens) of the length mix."})
     repeats: int = field(default=3, metadata={"help": "Timed passes per configuration, interleaved."})
@@ -72,7 +75,8 @@ def sst2_inputs(args, tokenizer):
 def boolq_like_inputs(args, tokenizer, n=None):
     """Random vocabulary tokens; lengths log-normal with the given median, clipped to [32, 512] like BoolQ."""
     rng = np.random.default_rng(0)
-    lengths = np.clip(rng.lognormal(np.log(args.boolq_median), 0.45, size=n or args.boolq_examples), 32, 512).astype(int)
+    lengths = rng.lognormal(np.log(args.boolq_median), 0.45, size=n or args.boolq_examples)
+    lengths = np.clip(lengths, 32, 512).astype(int)
     special = set(tokenizer.all_special_ids)
     vocab = np.array([i for i in range(len(tokenizer)) if i not in special])
     feats = []
@@ -287,7 +291,8 @@ def checks(rows: list) -> list[str]:
                   and x["config"] == "pytorch-fp32")
         out.append(f"{r['model']} / {r['workload']}: ours vs Optimum plain {r['speedup_vs_optimum_plain']:.2f}x "
                    f"({'ok' if r['speedup_vs_optimum_plain'] >= 0.97 else 'SLOWER'}, 3% timing noise allowed); "
-                   f"vs PyTorch fp32 {r['speedup_vs_pytorch']:.2f}x ({'ok' if r['speedup_vs_pytorch'] >= 2.5 else 'below 2.5x'})"
+                   f"vs PyTorch fp32 {r['speedup_vs_pytorch']:.2f}x "
+                   f"({'ok' if r['speedup_vs_pytorch'] >= 2.5 else 'below 2.5x'})"
                    + ("" if r["accuracy"] is None else
                       f"; accuracy {100 * r['accuracy']:.2f} vs {100 * pt['accuracy']:.2f} "
                       f"({'ok' if 100 * (pt['accuracy'] - r['accuracy']) <= 0.5 else 'more than 0.5 points lost'})"))
@@ -324,7 +329,8 @@ def main() -> None:
           "inference_mode with torch.set_num_threads(1). "
           "`peak RSS` = fresh process per configuration (only its runtime imported), load + 40 inputs. "
           "`other load` = most CPU cores other processes used during any pass of that configuration. SST-2 dev: "
-          f"{len(sst2_inputs(args, tokenizer)[1])} sentences; boolq-like: {args.boolq_examples} random-token inputs, median {args.boolq_median} tokens.\n",
+          f"{len(sst2_inputs(args, tokenizer)[1])} sentences; boolq-like: {args.boolq_examples} random-token "
+          f"inputs, median {args.boolq_median} tokens.\n",
           table(rows), "\n## Checks\n", *[f"- {c}" for c in report["checks"]], "\n## Variant choices\n"]
     for label, per in report["choices"].items():
         for workload, info in per.items():

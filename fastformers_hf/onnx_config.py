@@ -38,10 +38,13 @@ class SessionConfig:
     single-thread runs held up). Raise the thread count for the lowest single-request latency on an idle machine.
     """
 
-    intra_op_num_threads: int = field(default=1, metadata={"help": "Threads inside one operator (0 = ORT default: all cores)."})
-    inter_op_num_threads: int = field(default=1, metadata={"help": "Threads across operators (only used in parallel mode)."})
+    intra_op_num_threads: int = field(
+        default=1, metadata={"help": "Threads inside one operator (0 = ORT default: all cores)."})
+    inter_op_num_threads: int = field(
+        default=1, metadata={"help": "Threads across operators (only used in parallel mode)."})
     allow_spinning: bool = field(
-        default=False, metadata={"help": "Let idle ORT threads spin-wait; faster on an idle machine, harmful under load."})
+        default=False,
+        metadata={"help": "Let idle ORT threads spin-wait; faster on an idle machine, harmful under load."})
     graph_optimization_level: str = field(
         default="all", metadata={"help": f"ORT's own graph optimisation at session load: {', '.join(_GRAPH_LEVELS)}."})
     execution_mode: str = field(default="sequential", metadata={"help": "sequential or parallel operator execution."})
@@ -52,7 +55,8 @@ class SessionConfig:
             raise FastFormersError("thread counts must be >= 0 (0 lets ONNX Runtime decide).")
         if self.graph_optimization_level not in _GRAPH_LEVELS:
             raise FastFormersError(
-                f"graph_optimization_level {self.graph_optimization_level!r} is unknown; use one of {', '.join(_GRAPH_LEVELS)}.")
+                f"graph_optimization_level {self.graph_optimization_level!r} is unknown; "
+                f"use one of {', '.join(_GRAPH_LEVELS)}.")
         if self.execution_mode not in _EXECUTION_MODES:
             raise FastFormersError(f"execution_mode {self.execution_mode!r} is unknown; use sequential or parallel.")
 
@@ -111,20 +115,27 @@ class VariantChoiceConfig:
     max_logit_diff: float | None = field(
         default=None, metadata={"help": "Optional bound on the largest |logit - PyTorch logit| for every variant."})
     fp32_atol: float = field(
-        default=1e-3, metadata={"help": "Largest logit difference allowed for fp32 variants (they must match PyTorch)."})
-    optimization_level: str = field(default="O2", metadata={"help": "Optimum preset used for the fused variants (O1-O3)."})
+        default=1e-3,
+        metadata={"help": "Largest logit difference allowed for fp32 variants (they must match PyTorch)."})
+    optimization_level: str = field(
+        default="O2", metadata={"help": "Optimum preset used for the fused variants (O1-O3)."})
     quantization_preset: str = field(
         default="auto", metadata={"help": f"auto (from CPU flags) or one of {', '.join(QUANTIZATION_PRESETS)}."})
-    per_channel: bool | None = field(default=None, metadata={"help": "Per-channel int8 weights; None = the preset's default."})
+    per_channel: bool | None = field(
+        default=None, metadata={"help": "Per-channel int8 weights; None = the preset's default."})
     sample_size: int = field(
         default=200, metadata={"help": "Inputs timed per variant (and checked, when there is no eval set)."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Cap on the eval examples checked per variant."})
-    latency_repeats: int = field(default=5, metadata={"help": "Timed passes over the sample, interleaved across variants."})
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Cap on the eval examples checked per variant."})
+    latency_repeats: int = field(
+        default=5, metadata={"help": "Timed passes over the sample, interleaved across variants."})
     warmup: int = field(default=5, metadata={"help": "Untimed runs per variant before timing."})
     max_length: int = field(default=128, metadata={"help": "Tokenizer truncation length for the eval/sample inputs."})
     text_fields: tuple[str, ...] | None = field(
-        default=None, metadata={"help": "Text columns of the eval set; None = guess (sentence, question+passage, ...)."})
-    measure_pytorch: bool = field(default=True, metadata={"help": "Also time PyTorch, for speed-up ratios in the report."})
+        default=None,
+        metadata={"help": "Text columns of the eval set; None = guess (sentence, question+passage, ...)."})
+    measure_pytorch: bool = field(
+        default=True, metadata={"help": "Also time PyTorch, for speed-up ratios in the report."})
     session: SessionConfig = field(default_factory=SessionConfig, metadata={"help": "Session settings for timing."})
     seed: int = field(default=0, metadata={"help": "Seed for the random sample and shuffling."})
 
@@ -139,12 +150,14 @@ class VariantChoiceConfig:
             raise FastFormersError(f"tolerance must be >= 0 accuracy points, got {self.tolerance}.")
         if self.optimization_level not in OPTIMIZATION_LEVELS[:3]:
             raise FastFormersError(
-                f"optimization_level {self.optimization_level!r} is not a CPU preset; use O1, O2 or O3 (O4 is fp16 for GPU).")
+                f"optimization_level {self.optimization_level!r} is not a CPU preset; "
+                "use O1, O2 or O3 (O4 is fp16 for GPU).")
         if self.quantization_preset == "auto":
             self.quantization_preset = default_quantization_preset()
         if self.quantization_preset not in QUANTIZATION_PRESETS:
             raise FastFormersError(
-                f"quantization_preset {self.quantization_preset!r} is unknown; use auto or one of {', '.join(QUANTIZATION_PRESETS)}.")
+                f"quantization_preset {self.quantization_preset!r} is unknown; "
+                f"use auto or one of {', '.join(QUANTIZATION_PRESETS)}.")
         if self.sample_size < 1 or self.latency_repeats < 1 or self.warmup < 0:
             raise FastFormersError("sample_size and latency_repeats must be >= 1 and warmup >= 0.")
 

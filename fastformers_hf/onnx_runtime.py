@@ -17,7 +17,8 @@ from .io_utils import atomic_output_dir, is_model_dir
 from .onnx_config import CALIBRATION_METHODS, OPTIMIZATION_LEVELS, QUANTIZATION_PRESETS, SessionConfig
 
 ONNX_FILE = "model.onnx"
-_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
+_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
+                 "pytorch_model.bin.index.json")
 # Files of a variant directory that describe the graph itself; everything else (tokenizer, config, ...) is carried.
 _GRAPH_FILES = ("ort_config.json",)
 _MS_DOMAIN = "com.microsoft"
@@ -67,13 +68,15 @@ def check_onnx_dir(onnx_dir: str | os.PathLike) -> Path:
             f"{onnx_dir} holds several .onnx files ({', '.join(f.name for f in files)}); keep one model per directory.")
     if not (onnx_dir / "config.json").exists():
         raise FastFormersError(
-            f"{onnx_dir} has no config.json beside {files[0].name}; re-export it with export_onnx so the config is saved.")
+            f"{onnx_dir} has no config.json beside {files[0].name}; "
+            "re-export it with export_onnx so the config is saved.")
     try:
         onnx.checker.check_model(str(files[0]))
     except Exception as e:  # onnx raises several types (DecodeError, ValidationError, ...)
+        detail = str(e).splitlines()[0][:200] if str(e) else ""
         raise FastFormersError(
-            f"{files[0]} is not a valid ONNX model ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); "
-            "re-export it with export_onnx.") from e
+            f"{files[0]} is not a valid ONNX model ({type(e).__name__}: {detail}); re-export it with export_onnx."
+        ) from e
     return files[0]
 
 
@@ -95,10 +98,12 @@ def _check_model_dir(model_dir: Path) -> None:
     if not model_dir.is_dir():
         raise FastFormersError(f"{model_dir} is not a directory; pass a model saved with save_pretrained.")
     if not is_model_dir(model_dir):
-        raise FastFormersError(f"{model_dir} holds no model (no config.json); pass a directory saved with save_pretrained.")
+        raise FastFormersError(
+            f"{model_dir} holds no model (no config.json); pass a directory saved with save_pretrained.")
     if not any((model_dir / w).exists() for w in _WEIGHT_FILES):
         raise FastFormersError(
-            f"{model_dir} has a config.json but no weights ({', '.join(_WEIGHT_FILES[:2])}); save the model with save_pretrained.")
+            f"{model_dir} has a config.json but no weights ({', '.join(_WEIGHT_FILES[:2])}); "
+            "save the model with save_pretrained.")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -125,7 +130,8 @@ def load_pytorch_model(model_dir: str | os.PathLike):
             raise
         raise FastFormersError(
             f"could not load {model_dir} as a sequence classifier ({str(e).splitlines()[0][:200]}); if it was "
-            "reshaped (e.g. per-layer FFN widths), load it with the loader that made it and pass the model object.") from e
+            "reshaped (e.g. per-layer FFN widths), load it with the loader that made it and pass the model object."
+        ) from e
 
 
 def load_tokenizer(model_dir: str | os.PathLike | None):
@@ -233,7 +239,8 @@ def export_onnx(model_or_dir, save_dir: str | os.PathLike, tokenizer=None, opset
     else:
         model = model_or_dir
         if not hasattr(model, "config"):
-            raise FastFormersError(f"export_onnx needs a transformers model or a model directory, got {type(model).__name__}.")
+            raise FastFormersError(
+                f"export_onnx needs a transformers model or a model directory, got {type(model).__name__}.")
         _check_export_supported(model.config.model_type)
         name_or_path = getattr(model.config, "_name_or_path", None)
         tokenizer = tokenizer or load_tokenizer(name_or_path)
@@ -279,7 +286,8 @@ def _optimization_config(level, for_gpu: bool):
         return opt["OptimizationConfig"](**level)
     if level not in OPTIMIZATION_LEVELS:
         raise FastFormersError(
-            f"unknown optimisation level {level!r}; use one of {', '.join(OPTIMIZATION_LEVELS)} or an OptimizationConfig.")
+            f"unknown optimisation level {level!r}; "
+            f"use one of {', '.join(OPTIMIZATION_LEVELS)} or an OptimizationConfig.")
     return opt["AutoOptimizationConfig"].with_optimization_level(level, for_gpu=for_gpu)
 
 
@@ -342,7 +350,8 @@ def _quantization_config(preset, static: bool, per_channel: bool | None):
         return preset
     if preset not in QUANTIZATION_PRESETS:
         raise FastFormersError(
-            f"unknown quantization preset {preset!r}; use one of {', '.join(QUANTIZATION_PRESETS)} or a QuantizationConfig.")
+            f"unknown quantization preset {preset!r}; "
+            f"use one of {', '.join(QUANTIZATION_PRESETS)} or a QuantizationConfig.")
     kwargs = {} if per_channel is None else {"per_channel": per_channel}
     return getattr(opt["AutoQuantizationConfig"], preset)(is_static=static, **kwargs)
 
@@ -354,7 +363,8 @@ def _calibration_inputs(dataset, model_file: Path, tokenizer, text_fields, max_l
     if isinstance(dataset, list):
         dataset = Dataset.from_dict({"text": dataset})
     if not isinstance(dataset, Dataset):
-        raise FastFormersError(f"calibration_dataset must be a datasets.Dataset or a list of texts, got {type(dataset).__name__}.")
+        raise FastFormersError(
+            f"calibration_dataset must be a datasets.Dataset or a list of texts, got {type(dataset).__name__}.")
     dataset = dataset.select(range(min(num_samples, len(dataset))))
     names = _onnx_input_names(model_file)
     if "input_ids" not in dataset.column_names:
@@ -367,7 +377,8 @@ def _calibration_inputs(dataset, model_file: Path, tokenizer, text_fields, max_l
         dataset = dataset.map(lambda ex: {"token_type_ids": [0] * len(ex["input_ids"])})
     missing = [n for n in names if n not in dataset.column_names]
     if missing:
-        raise FastFormersError(f"the calibration dataset lacks the model inputs {missing}; tokenise it with the model's tokenizer.")
+        raise FastFormersError(
+            f"the calibration dataset lacks the model inputs {missing}; tokenise it with the model's tokenizer.")
     return dataset.remove_columns([c for c in dataset.column_names if c not in names])
 
 
@@ -393,12 +404,14 @@ def quantize_onnx(onnx_dir: str | os.PathLike, save_dir: str | os.PathLike, pres
         raise FastFormersError("static quantization needs a calibration_dataset (a few hundred typical inputs); "
                                "pass one or use static=False for dynamic quantization.")
     if static and calibration_method not in CALIBRATION_METHODS:
-        raise FastFormersError(f"unknown calibration_method {calibration_method!r}; use one of {', '.join(CALIBRATION_METHODS)}.")
+        raise FastFormersError(
+            f"unknown calibration_method {calibration_method!r}; use one of {', '.join(CALIBRATION_METHODS)}.")
 
     from transformers import AutoConfig
 
     model_config = AutoConfig.from_pretrained(onnx_dir)
-    with tempfile.TemporaryDirectory(prefix="ff-quantize-") as work, atomic_output_dir(save_dir, overwrite=overwrite) as tmp:
+    with tempfile.TemporaryDirectory(prefix="ff-quantize-") as work, \
+            atomic_output_dir(save_dir, overwrite=overwrite) as tmp:
         source = model_file
         if _graph_uses_contrib_ops(model_file):
             # A fused graph has com.microsoft ops (Attention, SkipLayerNormalization) that ONNX shape inference

@@ -78,7 +78,8 @@ def eval_examples(eval_dataset, tokenizer, config: VariantChoiceConfig, label2id
         raw = list(eval_dataset[label_col])
         if raw and isinstance(raw[0], str):
             if not label2id or any(r not in label2id for r in raw):
-                raise FastFormersError(f"eval labels {sorted(set(raw))[:5]} are not the model's labels {list(label2id or {})}.")
+                raise FastFormersError(
+                    f"eval labels {sorted(set(raw))[:5]} are not the model's labels {list(label2id or {})}.")
             raw = [label2id[r] for r in raw]
         labels = np.asarray(raw, dtype=np.int64)
     if "input_ids" in eval_dataset.column_names:
@@ -238,7 +239,8 @@ class VariantChoice:
 
     def table(self) -> str:
         """A Markdown table of all variants (the chosen one marked)."""
-        rows = ["| variant | kept | loss (points) | max logit diff | label agreement | mean ms | p99 ms | speed-up | MB |",
+        rows = ["| variant | kept | loss (points) | max logit diff | label agreement | mean ms | p99 ms | speed-up "
+                "| MB |",
                 "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         ref = self.reference
         if ref.get("latency") is not None:
@@ -310,11 +312,12 @@ def choose_variant(model, tokenizer, candidates: Mapping[str, Path | str], eval_
             else:
                 r.loss_points = 100 * (1 - r.label_agreement)
             if r.loss_points > config.tolerance + 1e-9:
-                r.reasons.append(f"loses {r.loss_points:.2f} accuracy points "
-                                 f"({'eval accuracy' if labels is not None else 'predictions that disagree with PyTorch'}), "
+                measured_as = "eval accuracy" if labels is not None else "predictions that disagree with PyTorch"
+                r.reasons.append(f"loses {r.loss_points:.2f} accuracy points ({measured_as}), "
                                  f"tolerance {config.tolerance}")
             if "quantize" not in steps and r.max_logit_diff > config.fp32_atol:
-                r.reasons.append(f"fp32 logits differ from PyTorch by {r.max_logit_diff:.2e} > fp32_atol {config.fp32_atol}")
+                r.reasons.append(
+                    f"fp32 logits differ from PyTorch by {r.max_logit_diff:.2e} > fp32_atol {config.fp32_atol}")
             if config.max_logit_diff is not None and r.max_logit_diff > config.max_logit_diff:
                 r.reasons.append(f"max logit diff {r.max_logit_diff:.2e} > max_logit_diff {config.max_logit_diff}")
             r.passed = not r.reasons

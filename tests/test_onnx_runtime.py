@@ -113,7 +113,8 @@ def test_static_quantization_with_calibration_data(tokenizer, tmp_path):
     model = tiny_model("bert")
     exported = export_onnx(model, tmp_path / "fp32", tokenizer=tokenizer)
     calib = make_sentiment_data(0, 32, seed=5)["validation"]
-    out = quantize_onnx(exported, tmp_path / "static", static=True, calibration_dataset=calib, num_calibration_samples=32)
+    out = quantize_onnx(exported, tmp_path / "static", static=True, calibration_dataset=calib,
+                        num_calibration_samples=32)
     assert "QuantizeLinear" in op_types(out)
     assert json.loads((out / "ort_config.json").read_text())["quantization"]["is_static"] is True
     got, ref = logits_of(ort_model(out), tokenizer), logits_of(model, tokenizer)
