@@ -232,7 +232,8 @@ class CompressPipeline:
         self.tokenizer.save_pretrained(tmp)
         shutil.rmtree(tmp / "trainer", ignore_errors=True)
         return {"accuracy": metrics["eval_accuracy"], "parameters": sum(p.numel() for p in student.parameters()),
-                "train_loss": trainer.state.log_history[-1].get("train_loss")}
+                "train_loss": next((h["train_loss"] for h in reversed(trainer.state.log_history) if "train_loss" in h),
+                                   None)}
 
     def _prune(self, tmp: Path, student_dir: Path, scoring) -> dict:
         from .onnx_runtime import load_pytorch_model
