@@ -166,7 +166,7 @@ def test_measurement_kind(metric, unit, kind):
 
 @pytest.mark.parametrize("name, found", [
     ("sst2", ("nyu-mll/glue", "sst2")), ("glue/rte", ("nyu-mll/glue", "rte")),
-    ("/work/shared/data/sst2", ("nyu-mll/glue", "sst2")), ("nyu-mll/glue:mrpc", ("nyu-mll/glue", "mrpc")),
+    ("/data/shared/data/sst2", ("nyu-mll/glue", "sst2")), ("nyu-mll/glue:mrpc", ("nyu-mll/glue", "mrpc")),
     ("google/boolq", ("google/boolq", None)), ("generated-sentiment", None), ("my data.tsv", None), (None, None),
 ])
 def test_hub_dataset_names(name, found):
