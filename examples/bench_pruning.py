@@ -28,7 +28,7 @@ from fastformers_hf import (DistillationConfig, DistillationTrainer, cache_teach
 from fastformers_hf.io_utils import atomic_output_dir, read_json, write_json
 from fastformers_hf.measurements import machine_description
 from fastformers_hf.pruning import scoring_dataloader
-from fastformers_hf.timing import LoadMonitor, pytorch_classify_fn, summarize_ms, time_each, torch_threads
+from fastformers_hf.timing import LoadMonitor, pytorch_classify_fn, summarize_ms, torch_threads
 
 
 @dataclass
@@ -157,33 +157,71 @@ class Bench:
     # -- measurements ------------------------------------------------------------------------------------------------
 
     def measure(self, name: str, model_dir: Path | None) -> dict:
-        """Accuracy, size and latency of one model (cached in metrics/<name>.json)."""
+        """Accuracy and size of one model, and of its ONNX Runtime int8 version (cached in metrics/<name>.json).
+        Latency is timed later for all models together (:meth:`time_all`)."""
         cache = self.out / "metrics" / f"{name}.json"
         if (row := read_json(cache)) is not None:
+            for key in ("latency_pytorch_1thread", "load_pytorch"):  # from older runs: timed again in time_all
+                row.pop(key, None)
+            row.get("onnx_int8", {}).pop("latency_1thread", None)
+            row.get("onnx_int8", {}).pop("load", None)
             return row
         log(f"measuring {name}")
         model = self.teacher() if model_dir is None else load_pruned(model_dir)
         torch_threads(self.args.threads)
         acc = accuracy(model, self.dev, self.tokenizer)
-        torch_threads(1)
-        with self.monitor.watch():
-            lat = summarize_ms(time_each(pytorch_classify_fn(model, self.tokenizer, max_length=self.args.max_length),
-                                         self.latency_sample))
-        torch_threads(self.args.threads)
         record = fastformers_hf.compression_record(model)
         row = {"dev_accuracy": acc, "parameters": sum(p.numel() for p in model.parameters()),
                "heads_per_layer": record["heads_per_layer"], "ffn_width_per_layer": record["ffn_width_per_layer"],
-               "latency_pytorch_1thread": lat, "load_pytorch": self.monitor.summary(),
                **(read_json(model_dir / "stage.json") if model_dir else {"redistilled": False, "wall_s": 0.0})}
         if self.args.onnx:
             row["onnx_int8"] = self.measure_onnx(name, model_dir or Path(self.args.teacher))
         if model_dir is not None:
-            command = "python examples/bench_pruning.py"
-            record_measurement(model_dir, "accuracy", acc, dataset="sst2", split="validation", command=command)
-            record_measurement(model_dir, "latency_batch1_median_ms", lat["median_ms"], unit="ms", dataset="sst2",
-                               split="validation", threads=1, command=command)
+            record_measurement(model_dir, "accuracy", acc, dataset="sst2", split="validation",
+                               command="python examples/bench_pruning.py")
         write_json(cache, row)
         return row
+
+    def time_all(self, rows: dict, dirs: dict) -> dict:
+        """Batch-1 latency of every model, PyTorch and ORT int8, 1 thread, interleaved sentence by sentence.
+
+        This machine is shared: timing the models one after another would let a burst of someone else's work land
+        on one model only. Interleaved, every model sees the same disturbance, so the ratios hold up.
+        """
+        torch_threads(1)
+        fns = {}
+        for name in rows:
+            model = self.teacher() if dirs[name] is None else load_pruned(dirs[name])
+            fns[(name, "pytorch")] = pytorch_classify_fn(model, self.tokenizer, max_length=self.args.max_length)
+            int8 = self.out / "onnx" / f"{name}-int8"
+            if "dev_accuracy" in rows[name].get("onnx_int8", {}) and int8.exists():
+                from fastformers_hf.onnx_config import SessionConfig
+                from fastformers_hf.onnx_runtime import inference_session
+
+                session = inference_session(int8, SessionConfig(intra_op_num_threads=1))
+                fns[(name, "onnx_int8")] = ort_classify_fn(session, self.tokenizer, self.args.max_length)
+        log(f"timing {len(fns)} variants, interleaved, on {len(self.latency_sample)} sentences")
+        sample = list(self.latency_sample)
+        times = {key: [] for key in fns}
+        with self.monitor.watch():
+            for i, example in enumerate(sample[:5] + sample):  # the first 5 warm up
+                for key, fn in fns.items():
+                    start = time.perf_counter()
+                    fn(example)
+                    if i >= 5:
+                        times[key].append(time.perf_counter() - start)
+        torch_threads(self.args.threads)
+        for (name, variant), seconds in times.items():
+            lat = summarize_ms(seconds)
+            if variant == "pytorch":
+                rows[name]["latency_pytorch_1thread"] = lat
+                if dirs[name] is not None:
+                    record_measurement(dirs[name], "latency_batch1_median_ms", lat["median_ms"], unit="ms",
+                                       dataset="sst2", split="validation", threads=1,
+                                       command="python examples/bench_pruning.py")
+            else:
+                rows[name]["onnx_int8"]["latency_1thread"] = lat
+        return self.monitor.summary()
 
     def measure_onnx(self, name: str, model_dir: Path) -> dict:
         if not hasattr(fastformers_hf, "quantize_onnx"):
@@ -199,10 +237,7 @@ class Bench:
             session = inference_session(int8, SessionConfig(intra_op_num_threads=1))
             fn = ort_classify_fn(session, self.tokenizer, self.args.max_length)
             preds = [fn(ex) for ex in self.dev_raw]
-            acc = float(np.mean(np.asarray(preds) == np.asarray(self.dev_raw["label"])))
-            with self.monitor.watch():
-                lat = summarize_ms(time_each(fn, self.latency_sample))
-            return {"dev_accuracy": acc, "latency_1thread": lat, "load": self.monitor.summary()}
+            return {"dev_accuracy": float(np.mean(np.asarray(preds) == np.asarray(self.dev_raw["label"])))}
         except Exception as e:  # report, do not lose the PyTorch numbers
             return {"error": f"{type(e).__name__}: {str(e)[:300]}"}
 
@@ -249,19 +284,25 @@ def main():
     methods = [m for m in args.methods.split(",") if m]
     size = (args.heads, args.ffn)
 
-    rows = {"teacher": bench.measure("teacher", None)}
+    rows, dirs = {}, {}
+
+    def add(name, model_dir):
+        if name not in rows:
+            dirs[name] = model_dir
+            rows[name] = bench.measure(name, model_dir)
+
+    add("teacher", None)
     for method in methods:  # the comparison at one size, with and without re-distillation
         name = f"{method}-h{size[0]}-f{size[1]}"
-        rows[name] = bench.measure(name, bench.pruned(method, *size))
-        rows[name + "-redistilled"] = bench.measure(name + "-redistilled", bench.redistilled(method, *size))
+        add(name, bench.pruned(method, *size))
+        add(name + "-redistilled", bench.redistilled(method, *size))
     sweep_names = ["teacher"]
     for heads, ffn in parse_sizes(args.sweep):  # the curve: first-order, re-distilled
         name = f"first_order-h{heads}-f{ffn}"
-        if name not in rows:
-            rows[name] = bench.measure(name, bench.pruned("first_order", heads, ffn))
-        if name + "-redistilled" not in rows:
-            rows[name + "-redistilled"] = bench.measure(name + "-redistilled", bench.redistilled("first_order", heads, ffn))
+        add(name, bench.pruned("first_order", heads, ffn))
+        add(name + "-redistilled", bench.redistilled("first_order", heads, ffn))
         sweep_names.append(name + "-redistilled")
+    load = bench.time_all(rows, dirs)
 
     teacher = rows["teacher"]
     t_acc, t_lat = teacher["dev_accuracy"], teacher["latency_pytorch_1thread"]["median_ms"]
@@ -276,7 +317,7 @@ def main():
     }
     report = {"settings": asdict(args) | {"train_sentences": bench.n_train, "dev_sentences": len(bench.dev),
                                           "latency_sentences": len(bench.latency_sample)},
-              "machine": machine_description(), "rows": rows, "findings": findings,
+              "machine": machine_description(), "other_load_while_timing": load, "rows": rows, "findings": findings,
               "scoring_wall_s": {m: float(bench.scores(m).extra.get("wall_s", 0.0)) for m in methods},
               "total_wall_s_this_run": time.perf_counter() - start}
     out = Path(args.out)
@@ -287,7 +328,6 @@ def main():
     head = ["model", "heads/FFN", "re-distilled", "dev acc", "Δ vs teacher (pts)", "params", "PyTorch ms", "speed-up"]
     if has_onnx:
         head += ["ORT int8 acc", "ORT int8 ms", "ORT speed-up vs PyTorch teacher"]
-    head += ["other load (cores)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in rows.items():
         lat = r["latency_pytorch_1thread"]["median_ms"]
@@ -302,8 +342,6 @@ def main():
                           f"{t_lat / o['latency_1thread']['median_ms']:.1f}x"]
             else:
                 cells += ["-", "-", o.get("error", o.get("skipped", "-"))[:60]]
-        load = r["load_pytorch"]
-        cells.append(f"{load['other_load_cores']:.2f}{' (disturbed)' if load['disturbed'] else ''}")
         lines.append("| " + " | ".join(cells) + " |")
     onnx_note = ("ONNX Runtime int8: Optimum export + dynamic quantization (fastformers_hf.quantize_onnx, avx512_vnni "
                  "preset), 1 intra-op thread." if has_onnx else
@@ -315,7 +353,9 @@ def main():
         f"{args.batch_size} on {bench.n_train} train sentences (disjoint from the scoring slice), soft targets only "
         f"(T={args.temperature}) from cached teacher logits, lr {args.learning_rate}, max length {args.max_length}.",
         f"Latency: median over {len(bench.latency_sample)} fixed SST-2 dev sentences, batch 1, 1 thread, dynamic "
-        f"length, tokenisation included. {onnx_note}",
+        f"length, tokenisation included; all variants timed interleaved, sentence by sentence, so they share any "
+        f"disturbance (other processes used {load['other_load_cores']:.2f} cores on average meanwhile"
+        f"{', disturbed' if load['disturbed'] else ''}). {onnx_note}",
         f"First-order minus random (pruned only): {_pts(findings['first_order_minus_random_pruned_only'])}; "
         f"re-distilled: {_pts(findings['first_order_minus_random_redistilled'])}. Re-distilled {size[0]}h/{size[1]} "
         f"vs teacher: {findings['redistilled_minus_teacher_points']:+.2f} points at "
