@@ -250,16 +250,16 @@ def plot(rows: dict, sweep_names: list[str], path: Path, teacher_acc: float) -> 
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     series = [("PyTorch fp32, re-distilled", lambda r: r["latency_pytorch_1thread"]["median_ms"],
-               lambda r: r["dev_accuracy"], "o-")]
+               lambda r: r["dev_accuracy"], "o-", (4, -10))]
     if all("latency_1thread" in rows[n].get("onnx_int8", {}) for n in sweep_names):
         series.append(("ONNX Runtime int8, re-distilled", lambda r: r["onnx_int8"]["latency_1thread"]["median_ms"],
-                       lambda r: r["onnx_int8"]["dev_accuracy"], "s-"))
-    for label, x, y, style in series:
+                       lambda r: r["onnx_int8"]["dev_accuracy"], "s-", (-8, 7)))
+    for label, x, y, style, offset in series:
         xs, ys = [x(rows[n]) for n in sweep_names], [y(rows[n]) * 100 for n in sweep_names]
         ax.plot(xs, ys, style, label=label)
         for n, xi, yi in zip(sweep_names, xs, ys):
             h, f = rows[n]["heads_per_layer"][0], rows[n]["ffn_width_per_layer"][0]
-            ax.annotate(("teacher " if n == "teacher" else "") + f"{h}h/{f}", (xi, yi), textcoords="offset points", xytext=(4, -10), fontsize=8)
+            ax.annotate(("teacher " if n == "teacher" else "") + f"{h}h/{f}", (xi, yi), textcoords="offset points", xytext=offset, fontsize=8)
     no_distil = [n for n in rows if n.startswith("first_order") and not n.endswith("redistilled")]
     if no_distil:
         ax.plot([rows[n]["latency_pytorch_1thread"]["median_ms"] for n in no_distil],
