@@ -138,6 +138,7 @@ class CascadeCurve:
     tangobert: dict[str, list]
     random: dict[str, list]
     oracle: dict[str, list]
+    confidence_level: Optional[float] = None
     chosen: Optional[dict[str, Any]] = None
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -156,10 +157,16 @@ class CascadeCurve:
         point["relative"] = point["value"] / self.tier2["value"] if self.tier2["value"] else float("nan")
         return point
 
-    def speedup_at(self, target: float, method: str = "tangobert") -> Optional[dict[str, float]]:
-        """The fastest point of ``method`` whose metric is at least ``target`` x tier 2's, or None."""
+    def speedup_at(self, target: float, method: str = "tangobert", guarded: bool = False) -> Optional[dict[str, float]]:
+        """The fastest point of ``method`` whose metric is at least ``target`` x tier 2's, or None. ``guarded``:
+        judge TangoBERT points by their bootstrap lower bound (``relative_lower``) instead of the point estimate."""
         a = self.arrays(method)
-        ok = np.flatnonzero(a["value"] >= target * self.tier2["value"] - 1e-12)
+        if guarded:
+            if "relative_lower" not in a:
+                raise FastFormersError("this curve has no bootstrap bounds; compute it with confidence_level=...")
+            ok = np.flatnonzero(a["relative_lower"] >= target - 1e-12)
+        else:
+            ok = np.flatnonzero(a["value"] >= target * self.tier2["value"] - 1e-12)
         if ok.size == 0:
             return None
         return self._point(method, int(ok[np.lexsort((-a["value"][ok], a["cost_ms"][ok]))[0]]))
@@ -176,7 +183,18 @@ class CascadeCurve:
                     f"{self.tier1['cost_ms']:.3f} ms per input on the validation set; raise the budget or use a "
                     "faster tier 1 (or larger batches).")
             return self._point("tangobert", int(ok[np.lexsort((a["cost_ms"][ok], -a["value"][ok]))[0]]))
-        point = self.speedup_at(target, "tangobert")
+        guarded = "relative_lower" in a
+        point = self.speedup_at(target, "tangobert", guarded=guarded)
+        if point is None and guarded:
+            i = int(np.lexsort((a["cost_ms"], -a["relative_lower"]))[0])
+            best = self._point("tangobert", i)
+            raise FastFormersError(
+                f"the target of {100 * target:.2f}% of tier 2's {self.metric} is not reached with confidence "
+                f"{self.confidence_level} on the validation set ({self.n} examples). Best guarded point: "
+                f"{100 * a['relative_lower'][i]:.2f}% of tier 2 in {100 * self.confidence_level:g}% of resamples "
+                f"(point estimate {100 * best['relative']:.2f}%) at threshold {best['threshold']:.4f}, "
+                f"{100 * best['share']:.1f}% sent to tier 2. Lower the target or the confidence level, or calibrate "
+                "on more examples.")
         if point is None:
             best = self._point("tangobert", int(np.lexsort((a["cost_ms"], -a["value"]))[0]))
             raise FastFormersError(
@@ -209,14 +227,16 @@ class CascadeCurve:
         """Markdown: speed-up relative to tier 2 at each target share of tier 2's metric, per routing method."""
         rows = [f"| routing | target | {self.metric} | % of tier 2 | sent to tier 2 | threshold | ms/input | speed-up |",
                 "|---|---|---|---|---|---|---|---|"]
-        for method in ("tangobert", "random", "oracle"):
+        guarded = "relative_lower" in self.tangobert
+        for method, guard in [("tangobert", False)] + [("tangobert", True)] * guarded + [("random", False), ("oracle", False)]:
+            name = f"tangobert ({100 * self.confidence_level:g}% bootstrap guard)" if guard else method
             for target in targets:
-                p = self.speedup_at(target, method)
+                p = self.speedup_at(target, method, guarded=guard)
                 if p is None:
-                    rows.append(f"| {method} | {100 * target:g}% | not reached | | | | | |")
+                    rows.append(f"| {name} | {100 * target:g}% | not reached | | | | | |")
                     continue
                 thr = f"{p['threshold']:.4f}" if "threshold" in p else "-"
-                rows.append(f"| {method} | {100 * target:g}% | {p['value']:.4f} | {100 * p['relative']:.2f}% | "
+                rows.append(f"| {name} | {100 * target:g}% | {p['value']:.4f} | {100 * p['relative']:.2f}% | "
                             f"{100 * p['share']:.1f}% | {thr} | {p['cost_ms']:.3f} | {p['speedup']:.2f}x |")
         return "\n".join(rows)
 
@@ -263,14 +283,33 @@ class CascadeCurve:
         return Path(path)
 
 
+def _bootstrap_lower(ok1: np.ndarray, ok2: np.ndarray, counts, level: float, samples: int, seed: int) -> np.ndarray:
+    """Per count k: the (1 - level) quantile over bootstrap resamples of accuracy(first k escalated) / accuracy(tier 2).
+
+    ``ok1``/``ok2``: ``(N,)`` correctness of each tier, in escalation order. Resampling weights each example by how
+    often it is drawn, so a resample's curve is again two cumulative sums: ``(B, N)`` work per chunk of resamples.
+    """
+    n, rng, counts, out = ok1.shape[0], np.random.default_rng(seed), np.asarray(counts), []
+    for start in range(0, samples, 100):
+        w = rng.multinomial(n, np.full(n, 1.0 / n), size=min(100, samples - start)).astype(np.float64)  # (B, N)
+        cum1 = np.concatenate([np.zeros((w.shape[0], 1)), np.cumsum(w * ok1, axis=1)], axis=1)  # (B, N + 1)
+        cum2 = np.concatenate([np.zeros((w.shape[0], 1)), np.cumsum(w * ok2, axis=1)], axis=1)
+        value = cum2[:, counts] + cum1[:, -1:] - cum1[:, counts]  # (B, points), correct answers
+        out.append(value / np.maximum(cum2[:, -1:], 1e-12))
+    return np.quantile(np.concatenate(out), 1.0 - level, axis=0)
+
+
 def cascade_curve(tier1_logits, tier2_logits, labels, tier1_ms, tier2_ms, confidence: str = "max_prob",
                   temperature: float = 1.0, metric: str = "accuracy", random_trials: int = 20,
-                  seed: int = 0) -> CascadeCurve:
+                  confidence_level: float | None = None, bootstrap_samples: int = 1000, seed: int = 0) -> CascadeCurve:
     """The whole speed/accuracy curve from one pass of each tier.
 
     ``tier*_logits``: ``(N, C)`` on the same N examples; ``labels``: ``(N,)`` label ids; ``tier*_ms``: cost per input
     in ms, a number or ``(N,)`` per-example costs (then the escalated inputs' own tier-2 costs are summed).
     Threshold ``t`` escalates exactly the inputs with confidence < ``t``; one point per distinct confidence.
+    With ``confidence_level`` (accuracy only), each point also gets ``relative_lower``: the (1 - level) quantile of
+    its accuracy / tier 2's accuracy over bootstrap resamples of the examples, which :meth:`CascadeCurve.choose` then
+    holds against the target.
     """
     labels = np.asarray(labels, dtype=np.int64)
     n = labels.shape[0]
@@ -300,6 +339,11 @@ def cascade_curve(tier1_logits, tier2_logits, labels, tier1_ms, tier2_ms, confid
         thresholds.append(1.0)
     tangobert = _curve_dict(np.asarray(counts) / n, _values_at(order, counts, pred1, pred2, labels, metric),
                             _costs_at(order, counts, ms1, ms2), threshold=thresholds)
+    if confidence_level is not None:
+        if metric != "accuracy":
+            raise FastFormersError("confidence_level works with metric='accuracy' only.")
+        tangobert["relative_lower"] = [float(x) for x in _bootstrap_lower(
+            (pred1 == labels)[order], (pred2 == labels)[order], counts, confidence_level, bootstrap_samples, seed)]
 
     # Random routing (expected value over which inputs are picked) and the oracle.
     all_k = np.arange(n + 1) if metric == "accuracy" else np.unique(np.linspace(0, n, min(n + 1, 101)).round()).astype(int)
@@ -315,6 +359,7 @@ def cascade_curve(tier1_logits, tier2_logits, labels, tier1_ms, tier2_ms, confid
     oracle_order = np.argsort(priority, kind="stable")
     return CascadeCurve(
         metric=metric, confidence=confidence, temperature=float(temperature), n=int(n), tier1=tier1, tier2=tier2,
+        confidence_level=confidence_level,
         tangobert=tangobert, random=_curve_dict(all_k / n, rand_value, rand_cost),
         oracle=_curve_dict(all_k / n, _values_at(oracle_order, all_k, pred1, pred2, labels, metric),
                            _costs_at(oracle_order, all_k, ms1, ms2)))
@@ -574,7 +619,7 @@ class CascadeClassifier:
             logits2, sec2 = timed_logits(self.tier2, inputs, config.warmup)
         temperature = fit_temperature(logits1, ids) if config.fit_temperature else self.config.temperature
         curve = cascade_curve(logits1, logits2, ids, sec1 * 1e3, sec2 * 1e3, self.config.confidence, temperature,
-                              config.metric, config.random_trials)
+                              config.metric, config.random_trials, config.confidence_level, config.bootstrap_samples)
         chosen = curve.choose(config.target, config.latency_budget_ms)  # raises before anything changes
         curve.chosen = dict(chosen, target=config.target if config.latency_budget_ms is None else None,
                             latency_budget_ms=config.latency_budget_ms)

@@ -76,6 +76,11 @@ class CalibrationConfig:
     fit_temperature: bool = field(default=False, metadata={"help": "Fit tier 1's softmax temperature on the validation "
                                   "set (minimum negative log-likelihood) before computing the curve."})
     warmup: int = field(default=2, metadata={"help": "Untimed batches per tier before the timed pass."})
+    confidence_level: Optional[float] = field(default=None, metadata={"help": "Guard against a small validation "
+                                              "set: take the fastest threshold that reaches the target in this share of "
+                                              "bootstrap resamples of the validation set (e.g. 0.9; accuracy only). "
+                                              "None = on the point estimate."})
+    bootstrap_samples: int = field(default=1000, metadata={"help": "Bootstrap resamples for confidence_level."})
     random_trials: int = field(default=20, metadata={"help": "Random orders averaged for the random-routing baseline "
                                "of metrics other than accuracy (accuracy's expectation is exact)."})
 
@@ -86,6 +91,14 @@ class CalibrationConfig:
             raise FastFormersError(f"latency_budget_ms must be > 0, got {self.latency_budget_ms}.")
         if self.metric not in CASCADE_METRICS:
             raise FastFormersError(f"metric {self.metric!r} is unknown; use one of {', '.join(CASCADE_METRICS)}.")
+        if self.confidence_level is not None:
+            if not 0 < self.confidence_level < 1:
+                raise FastFormersError(f"confidence_level must be in (0, 1), e.g. 0.9, got {self.confidence_level}.")
+            if self.metric != "accuracy":
+                raise FastFormersError(f"confidence_level works with metric='accuracy' only (got {self.metric!r}); "
+                                       "set confidence_level=None for other metrics.")
+        if self.bootstrap_samples < 10:
+            raise FastFormersError(f"bootstrap_samples must be >= 10, got {self.bootstrap_samples}.")
         if self.warmup < 0 or self.random_trials < 1:
             raise FastFormersError("warmup must be >= 0 and random_trials >= 1.")
 

@@ -338,3 +338,24 @@ def test_pushed_with_the_model_and_loaded_back_by_repo_id(tiers, tmp_path, monke
                              text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout.strip().splitlines()[-1]) == cascade.predict(TEXTS[:6])
+
+
+def test_bootstrap_guard_asks_for_more_margin_on_a_small_set():
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 2, size=120)
+    margin = rng.normal(1.0, 1.5, size=120)  # tier 1 right where margin > 0, unsure near 0
+    l1 = np.stack([np.zeros(120), np.where(labels == 1, margin, -margin)], -1)
+    l2 = np.stack([np.zeros(120), np.where(labels == 1, 2.0, -2.0)], -1)  # tier 2 always right
+    l2[:6] *= -1  # ... but for 6
+    plain = cascade_curve(l1, l2, labels, 1.0, 3.0)
+    guarded = cascade_curve(l1, l2, labels, 1.0, 3.0, confidence_level=0.9, bootstrap_samples=300)
+    lower = np.asarray(guarded.tangobert["relative_lower"])
+    relative = np.asarray(guarded.tangobert["value"]) / guarded.tier2["value"]
+    assert np.all(lower <= relative + 1e-12)  # a lower bound
+    assert guarded.choose(0.99)["share"] > plain.choose(0.99)["share"]  # the guard escalates more
+    assert guarded.choose(0.99)["threshold"] == guarded.speedup_at(0.99, guarded=True)["threshold"]
+    with pytest.raises(FastFormersError, match="not reached with confidence 0.9"):
+        guarded.choose(1.2)
+    with pytest.raises(FastFormersError, match="metric='accuracy' only"):
+        from fastformers_hf import CalibrationConfig
+        CalibrationConfig(confidence_level=0.9, metric="f1")
