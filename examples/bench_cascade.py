@@ -61,9 +61,10 @@ def log(msg: str) -> None:
 
 
 def int8_build(src: Path, out: Path, calib_ds, tolerance: float) -> Path:
-    """Cached: rebuilt only when the source model changed after the last build."""
+    """Cached: rebuilt only when the source weights changed after the last build."""
     done = out / "onnx_variants.json"
-    if done.exists() and all(p.stat().st_mtime <= done.stat().st_mtime for p in src.iterdir() if p.is_file()):
+    weights = [p for p in src.iterdir() if p.suffix in (".safetensors", ".bin")]
+    if done.exists() and all(p.stat().st_mtime <= done.stat().st_mtime for p in weights):
         return out
     log(f"int8 build of {src} -> {out}")
     config = VariantChoiceConfig(candidates=["int8", "int8-fused", "int8-then-fused"], tolerance=tolerance)
