@@ -134,6 +134,9 @@ class VariantChoiceConfig:
     text_fields: tuple[str, ...] | None = field(
         default=None,
         metadata={"help": "Text columns of the eval set; None = guess (sentence, question+passage, ...)."})
+    data_name: str | None = field(default=None, metadata={"help": "Name of the eval data in reports (e.g. sst2-dev)."})
+    latency_data_name: str | None = field(
+        default=None, metadata={"help": "Name of the latency data in reports (e.g. production-sample)."})
     measure_pytorch: bool = field(
         default=True, metadata={"help": "Also time PyTorch, for speed-up ratios in the report."})
     session: SessionConfig = field(default_factory=SessionConfig, metadata={"help": "Session settings for timing."})

@@ -54,7 +54,8 @@ def _label_column(dataset) -> str | None:
     return next((c for c in ("label", "labels") if c in dataset.column_names), None)
 
 
-def eval_examples(eval_dataset, tokenizer, config: VariantChoiceConfig, label2id: Mapping[str, int] | None = None):
+def eval_examples(eval_dataset, tokenizer, config: VariantChoiceConfig, label2id: Mapping[str, int] | None = None,
+                  name: str | None = None):
     """``(features, labels or None, description)`` from a Dataset/DatasetDict/list of texts, one example each."""
     from datasets import Dataset, DatasetDict
 
@@ -93,7 +94,7 @@ def eval_examples(eval_dataset, tokenizer, config: VariantChoiceConfig, label2id
         features = [dict(tokenizer(*[row[f] for f in fields], truncation=True, max_length=config.max_length,
                                    return_tensors="np")) for row in eval_dataset]
         features = [{k: v.astype(np.int64) for k, v in f.items()} for f in features]
-    name = eval_dataset.info.dataset_name or eval_dataset.info.builder_name or "eval_dataset"
+    name = name or eval_dataset.info.dataset_name or eval_dataset.info.builder_name or "eval_dataset"
     return features, labels, f"{name} ({len(features)} examples{'' if labels is not None else ', no labels'})"
 
 
@@ -274,14 +275,16 @@ def choose_variant(model, tokenizer, candidates: Mapping[str, Path | str], eval_
     config = config or VariantChoiceConfig()
     model.eval()
     if eval_dataset is not None:
-        features, labels, data = eval_examples(eval_dataset, tokenizer, config, getattr(model.config, "label2id", None))
+        features, labels, data = eval_examples(eval_dataset, tokenizer, config, getattr(model.config, "label2id", None),
+                                               name=config.data_name)
     else:
         features = random_examples(tokenizer, config.sample_size, config.max_length, config.seed)
         labels, data = None, f"random tokens ({len(features)} examples, lengths 8-{config.max_length})"
     timing_pool, timing_data = features, data
     if latency_dataset is not None:
         timing_pool, _, timing_data = eval_examples(latency_dataset, tokenizer,
-                                                    dataclasses.replace(config, max_eval_samples=None))
+                                                    dataclasses.replace(config, max_eval_samples=None),
+                                                    name=config.latency_data_name or "latency_dataset")
     rng = np.random.default_rng(config.seed)
     timed = [timing_pool[i] for i in sorted(rng.permutation(len(timing_pool))[:config.sample_size])]
 

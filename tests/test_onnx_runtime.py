@@ -129,7 +129,7 @@ def test_optimize_for_inference_picks_fastest_within_tolerance(tokenizer, tmp_pa
     tokenizer.save_pretrained(tmp_path / "pt")
     before = digest(tmp_path / "pt")
     data = make_sentiment_data(0, 60, seed=2)["validation"]
-    config = VariantChoiceConfig(sample_size=20, latency_repeats=2, warmup=1)
+    config = VariantChoiceConfig(sample_size=20, latency_repeats=2, warmup=1, data_name="sentiment-dev")
     long_inputs = [" ".join(SENTENCES[i:i + 4]) for i in range(0, 40, 4)]  # timed on other (longer) traffic
     out = optimize_for_inference(tmp_path / "pt", tmp_path / "best", eval_dataset=data, tolerance=5.0, config=config,
                                  latency_dataset=long_inputs)
@@ -143,7 +143,8 @@ def test_optimize_for_inference_picks_fastest_within_tolerance(tokenizer, tmp_pa
     assert all(r["accuracy_drop_points"] <= 5.0 for r in kept)
     assert results["fp32"]["max_logit_diff"] < 1e-4 and results["int8"]["max_logit_diff"] > 0
     assert report["reference"]["latency"]["mean_ms"] > 0 and "other_load_cores" in report["other_cpu_load"]
-    assert report["reference"]["timed_on"].startswith("10 inputs") and report["data"].startswith("eval_dataset (60")
+    assert report["reference"]["timed_on"] == "10 inputs of latency_dataset (10 examples, no labels)"
+    assert report["data"] == "sentiment-dev (60 examples)"
     measured = {(m["metric"], m["variant"]) for m in load_measurements(out)}
     assert {("latency_ms", f"onnx-{report['chosen']}"), ("latency_ms", "onnx"), ("accuracy", "pytorch")} <= measured
     assert report["chosen"] in (out / "onnx_variants.md").read_text()
