@@ -16,6 +16,7 @@ COMMANDS = {
     "distill": ("fastformers_hf.commands.distill", "distil a fine-tuned teacher into a smaller student"),
     "cascade": ("fastformers_hf.commands.cascade", "calibrate / predict / bench a two-tier confidence cascade"),
     "compress": ("fastformers_hf.commands.compress", "distil, prune, quantize, measure and card a model in one go"),
+    "onnx": ("fastformers_hf.commands.onnx", "export to ONNX Runtime and keep the fastest variant within a tolerance"),
     "push": ("fastformers_hf.commands.push", "push a compressed model (+ ONNX variants) with its model card"),
     "plan": ("fastformers_hf.commands.plan", "time candidate student shapes on this machine before training"),
     "bench": ("fastformers_hf.commands.bench", "tune serving (instances x threads x batch) / FastFormers ablation table"),

@@ -51,3 +51,13 @@ def test_push_dry_run_checks_the_folder_and_prints_the_card(tmp_path, capsys, to
     assert main(["push", "--model_dir", str(tmp_path / "m"), "--repo_id", "me/tiny", "--dry_run"]) == 0
     out = capsys.readouterr().out
     assert "nothing was pushed" in out and "me/tiny" in out
+
+
+def test_onnx_command_writes_the_chosen_variant(tmp_path, capsys, tokenizer):
+    from fastformers_hf.testing import tiny_model
+
+    tiny_model("bert").save_pretrained(tmp_path / "m")
+    tokenizer.save_pretrained(tmp_path / "m")
+    assert main(["onnx", "--model_dir", str(tmp_path / "m"), "--output_dir", str(tmp_path / "o"),
+                 "--tolerance", "100"]) == 0
+    assert list((tmp_path / "o").glob("*.onnx")) and "Chosen" in capsys.readouterr().out
