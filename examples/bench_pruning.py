@@ -42,7 +42,7 @@ class BenchArgs:
     sweep: str = field(default="9:1152,6:768,3:384",
                        metadata={"help": "heads:ffn sizes for the speed/accuracy curve (first-order, re-distilled)."})
     scoring_examples: int = field(default=1000, metadata={"help": "Held-out training sentences for first-order scores."})
-    redistil_steps: int = field(default=600, metadata={"help": "Re-distillation steps of --batch_size sentences."})
+    redistil_steps: int = field(default=800, metadata={"help": "Re-distillation steps of --batch_size sentences."})
     batch_size: int = field(default=32, metadata={"help": "Re-distillation batch size."})
     learning_rate: float = field(default=1e-4, metadata={"help": "Re-distillation peak learning rate."})
     temperature: float = field(default=2.0, metadata={"help": "Distillation temperature."})
