@@ -24,3 +24,8 @@ rank = trainer.args.process_index
 with open(f"{out}/rank{rank}.json", "w") as f:
     json.dump({"world_size": trainer.args.world_size, "log_history": trainer.state.log_history,
                "projection_sum": float(sum(p.detach().double().sum() for p in trainer.projections.parameters()))}, f)
+# Tear the process group down before exit: left to interpreter shutdown, gloo's threads can abort a rank
+# ("terminate called without an active exception") on a loaded machine.
+if torch.distributed.is_available() and torch.distributed.is_initialized():
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
