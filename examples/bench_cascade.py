@@ -54,6 +54,8 @@ class BenchArgs:
     batch_sizes: str = field(default="1,2,4,8,16,32,64", metadata={"help": "Batch sizes tried for each tier."})
     repeats: int = field(default=5, metadata={"help": "Timed passes per measurement (median reported)."})
     guard: float = field(default=0.9, metadata={"help": "Confidence level of the bootstrap-guarded threshold rule."})
+    retries: int = field(default=3, metadata={"help": "Re-measure a disturbed measurement up to this many times."})
+    report_only: bool = field(default=False, metadata={"help": "Only rewrite report.md from an existing report.json."})
 
 
 def log(msg: str) -> None:
@@ -214,6 +216,12 @@ def run_tier1(name, tier1_dir, tier2_dir, args, calib, evaluation, sizes, out) -
                 log(f"[{name}] measuring {setting}, {rule} threshold for {t:.0%}")
                 cascade.configure(threshold=thr[t], tier1_batch_size=b1, tier2_batch_size=b2)
                 m = measure_throughput(cascade, e_texts, e_labels, repeats=args.repeats)
+                for _ in range(args.retries):  # another process was busy: measure again, keep the quietest
+                    if not m["settings"]["disturbed"]:
+                        break
+                    time.sleep(10)
+                    again = measure_throughput(cascade, e_texts, e_labels, repeats=args.repeats)
+                    m = min(m, again, key=lambda x: x["settings"]["other_load_cores"])
                 measured[f"{setting} | {rule} @{t:.0%}"] = m
                 marks[setting][f"{rule} @{t:.0%}"] = (m["cascade"]["speedup_vs_tier2"], m["cascade"]["accuracy"])
     row["measured"] = measured
@@ -221,6 +229,11 @@ def run_tier1(name, tier1_dir, tier2_dir, args, calib, evaluation, sizes, out) -
          {s: (c, marks[s]) for s, c in curves.items()}, eval_curve.tier2["value"])
     row["curves"] = {s: c.to_dict() for s, c in curves.items()}
     return row
+
+
+def load(m) -> str:
+    """Other processes' CPU use during a measurement, flagged when it disturbed it."""
+    return f"{m['settings']['other_load_cores']:.2f}{' (disturbed)' if m['settings']['disturbed'] else ''}"
 
 
 def fmt_x(p, key="speedup"):
@@ -239,21 +252,22 @@ def report_md(report: dict) -> str:
              "calibration half.", "",
              "## Table 2: TangoBERT, threshold calibrated on the calibration half, measured on the evaluation half", "",
              "| tier 1 | target | rule | threshold | eval acc tier 1 / tier 2 | cascade eval acc | % of tier 2 | sent to "
-             "tier 2 | speed-up batch 1 | speed-up tuned batches (sizes) |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "tier 2 | speed-up batch 1 | speed-up tuned batches (sizes) | other load, cores |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, row in report["tier1"].items():
         ev = row["evaluation"]
         for t in TARGETS:
             for rule, thr in row["calibration"]["thresholds"].items():
                 m1, mt = row["measured"].get(f"batch 1 | {rule} @{t:.0%}"), row["measured"].get(f"tuned batches | {rule} @{t:.0%}")
                 if m1 is None:
-                    lines.append(f"| {name} | {t:.0%} | {rule} | not reached | | | | | | |")
+                    lines.append(f"| {name} | {t:.0%} | {rule} | not reached | | | | | | | |")
                     continue
                 acc = m1["cascade"]["accuracy"]
                 lines.append(f"| {name} | {t:.0%} | {rule} | {thr[t]:.4f} | {ev['tier1_accuracy']:.4f} / "
                              f"{ev['tier2_accuracy']:.4f} | {acc:.4f} | {100 * acc / ev['tier2_accuracy']:.2f}% | "
                              f"{100 * m1['cascade']['share_tier2']:.1f}% | {m1['cascade']['speedup_vs_tier2']:.2f}x | "
                              f"{mt['cascade']['speedup_vs_tier2']:.2f}x ({row['tuned_batch_sizes']['tier1']} / "
-                             f"{row['tuned_batch_sizes']['tier2']}) |")
+                             f"{row['tuned_batch_sizes']['tier2']}) | {load(m1)} / {load(mt)} |")
     lines += ["", "## Table 3: routing compared on the evaluation half (cost model)", "",
               "Held out: TangoBERT's threshold and random routing's share are chosen on the calibration half; the oracle "
               "knows tier 1's mistakes (an upper bound). Curve-best: the fastest point reaching the target on the "
@@ -300,9 +314,21 @@ def report_md(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _target_keys(obj):
+    """JSON turned the float target keys into strings; turn them back."""
+    if isinstance(obj, dict):
+        return {(float(k) if k in {str(t) for t in TARGETS} else k): _target_keys(v) for k, v in obj.items()}
+    return [_target_keys(v) for v in obj] if isinstance(obj, list) else obj
+
+
 def main():
     (args,) = HfArgumentParser(BenchArgs).parse_args_into_dataclasses()
     out = Path(args.out)
+    if args.report_only:
+        md = report_md(_target_keys(read_json(out / "report.json")))
+        (out / "report.md").write_text(md, encoding="utf-8")
+        print(md)
+        return
     out.mkdir(parents=True, exist_ok=True)
     ds = load_local_split(args.dev)
     if args.max_examples:
