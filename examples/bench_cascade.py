@@ -90,7 +90,7 @@ def held_out_point(l1, l2, labels, ms1, ms2, threshold, confidence, temperature)
             "cost_ms": float(ms1.mean() + ms2[up].sum() / len(labels))}
 
 
-def plot(path: Path, title: str, panels: dict[str, tuple], tier2_value: float) -> None:
+def plot(path: Path, title: str, panels: dict[str, tuple]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -102,9 +102,9 @@ def plot(path: Path, title: str, panels: dict[str, tuple], tier2_value: float) -
                                      ("oracle", ":", "oracle")):
             a = curve.arrays(method)
             ax.plot(a["speedup"], a["value"], style, label=label)
-        for target in TARGETS:
-            ax.axhline(target * tier2_value, color="grey", lw=0.6)
-            ax.text(0.02, target * tier2_value, f"{target:.0%} of tier 2", transform=ax.get_yaxis_transform(),
+        for target in TARGETS:  # each panel's own tier 2 (int8 results depend a little on the batch padding)
+            ax.axhline(target * curve.tier2["value"], color="grey", lw=0.6)
+            ax.text(0.02, target * curve.tier2["value"], f"{target:.0%} of tier 2", transform=ax.get_yaxis_transform(),
                     va="bottom", fontsize=7)
         ax.scatter([curve.tier2["cost_ms"] / curve.tier1["cost_ms"], 1.0], [curve.tier1["value"], curve.tier2["value"]],
                    c="k", s=20, zorder=5)
@@ -225,8 +225,7 @@ def run_tier1(name, tier1_dir, tier2_dir, args, calib, evaluation, sizes, out) -
                 measured[f"{setting} | {rule} @{t:.0%}"] = m
                 marks[setting][f"{rule} @{t:.0%}"] = (m["cascade"]["speedup_vs_tier2"], m["cascade"]["accuracy"])
     row["measured"] = measured
-    plot(out / f"curve_{name}.png", f"tier 1 = {name}",
-         {s: (c, marks[s]) for s, c in curves.items()}, eval_curve.tier2["value"])
+    plot(out / f"curve_{name}.png", f"tier 1 = {name}", {s: (c, marks[s]) for s, c in curves.items()})
     row["curves"] = {s: c.to_dict() for s, c in curves.items()}
     return row
 
