@@ -579,7 +579,7 @@ def plot(report: dict, path: Path) -> None:
             ax.axhline(acc[0] - 1.2, ls=":", color="grey", lw=1, label="teacher - 1.2 points")
             ax.set_ylabel("SST-2 dev accuracy (%)")
             ax.set_title("SST-2: accuracy vs throughput (FastFormers Fig. 3)")
-            ax.legend(fontsize=8, loc="lower left")
+            ax.legend(fontsize=8, loc="best")
         else:
             ax.plot(qps, range(len(rows)), "s-")
             ax.set_yticks(range(len(rows)), [f"{i + 1}" for i in range(len(rows))])
