@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import FastFormersError
-from .io_utils import atomic_output_dir, is_model_dir
-from .onnx_config import CALIBRATION_METHODS, OPTIMIZATION_LEVELS, QUANTIZATION_PRESETS, SessionConfig
+from .io_utils import atomic_output_dir, is_model_dir, read_json
+from .onnx_config import CALIBRATION_METHODS, OPTIMIZATION_LEVELS, QUANTIZATION_PRESETS, SESSION_FILE, SessionConfig
 
 ONNX_FILE = "model.onnx"
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
@@ -162,7 +162,11 @@ def inference_session(onnx_dir_or_file: str | os.PathLike, session: SessionConfi
     path = Path(onnx_dir_or_file)
     model_file = check_onnx_dir(path) if path.is_dir() else path
     session = session or SessionConfig()
-    return ort.InferenceSession(str(model_file), sess_options=session.session_options(), providers=[session.provider])
+    disabled = session.disabled_optimizers
+    if disabled is None:  # the folder says which ORT fusions its chosen variant runs without (onnx_config)
+        disabled = (read_json(model_file.parent / SESSION_FILE) or {}).get("disabled_optimizers", [])
+    return ort.InferenceSession(str(model_file), sess_options=session.session_options(), providers=[session.provider],
+                                disabled_optimizers=list(disabled))
 
 
 def model_size_bytes(model_dir: str | os.PathLike) -> int:
@@ -179,7 +183,7 @@ def _copy_companions(src: Path, dst: Path) -> None:
     """Copy tokenizer, config and other side files of a variant directory, but not its graph."""
     from .measurements import MEASUREMENTS_FILE
 
-    skip = {*_GRAPH_FILES, MEASUREMENTS_FILE, "onnx_variants.json"}
+    skip = {*_GRAPH_FILES, MEASUREMENTS_FILE, "onnx_variants.json", SESSION_FILE}  # session file: graph-specific
     for p in src.iterdir():
         if p.is_file() and not p.name.endswith((".onnx", ".onnx_data")) and p.name not in skip:
             shutil.copy2(p, dst / p.name)

@@ -21,7 +21,7 @@ import numpy as np
 
 from .errors import FastFormersError
 from .io_utils import atomic_output_dir, write_json
-from .onnx_config import VARIANTS, VariantChoiceConfig
+from .onnx_config import SESSION_DISABLED_OPTIMIZERS, SESSION_FILE, VARIANTS, VariantChoiceConfig
 from .onnx_runtime import (_record_step, _refuse_overwriting_input, export_onnx, inference_session, load_pytorch_model,
                            load_tokenizer, model_size_bytes, optimize_onnx, quantize_onnx)
 from .timing import LoadMonitor
@@ -303,7 +303,7 @@ def choose_variant(model, tokenizer, candidates: Mapping[str, Path | str], eval_
             if not isinstance(path, Path):
                 results.append(VariantResult(name, steps, passed=False, reasons=[str(path)]))
                 continue
-            run = ort_runner(inference_session(path, config.session))
+            run = ort_runner(inference_session(path, config.session.for_variant(name)))
             logits = run_all(run, features)
             r = VariantResult(name, steps, passed=True, size_bytes=model_size_bytes(path))
             r.max_logit_diff = float(np.abs(logits - ref_logits).max())
@@ -413,6 +413,9 @@ def optimize_for_inference(model_or_dir, save_dir: str | os.PathLike, eval_datas
             for p in Path(candidates[choice.chosen]).iterdir():
                 if p.is_file():
                     shutil.copy2(p, out / p.name)
+            disabled = SESSION_DISABLED_OPTIMIZERS.get(choice.chosen)
+            if disabled:  # loaders (inference_session) apply it; Optimum's ORTModel ignores it and runs unchanged
+                write_json(out / SESSION_FILE, {"variant": choice.chosen, "disabled_optimizers": list(disabled)})
             write_json(out / REPORT_FILE, choice.to_dict())
             (out / REPORT_MD).write_text(
                 f"# ONNX variant choice\n\nChosen: **{choice.chosen}** (fastest within {config.tolerance} accuracy "

@@ -160,6 +160,35 @@ def test_variant_outside_tolerance_is_refused_with_numbers(tokenizer, tmp_path):
     assert not (tmp_path / "best").exists() and not list(tmp_path.glob(".best*"))
 
 
+def test_session_variant_is_saved_with_the_graph_and_applied_at_load(tokenizer, tmp_path, monkeypatch):
+    import onnxruntime as ort
+
+    from fastformers_hf.onnx_runtime import inference_session
+
+    model = tiny_model("bert")
+    config = VariantChoiceConfig(candidates=["int8-unfused-ln"], tolerance=100.0, sample_size=4, latency_repeats=1,
+                                 warmup=0)
+    out = optimize_for_inference(model, tmp_path / "best", tokenizer=tokenizer, config=config)
+    assert json.loads((out / "ort_session.json").read_text())["disabled_optimizers"] == ["SkipLayerNormFusion"]
+
+    def fused_ops(disabled):  # the graph ORT really runs, written out after its load-time fusions
+        opts = SessionConfig().session_options()
+        opts.optimized_model_filepath = str(tmp_path / "seen.onnx")
+        ort.InferenceSession(str(out / "model.onnx"), opts, disabled_optimizers=disabled)
+        return {n.op_type for n in onnx.load(str(tmp_path / "seen.onnx")).graph.node}
+
+    assert "SkipLayerNormalization" in fused_ops([])  # the name we switch off is one ORT knows and applies
+    assert "SkipLayerNormalization" not in fused_ops(["SkipLayerNormFusion"])
+    seen = []
+    real = ort.InferenceSession
+    monkeypatch.setattr(ort, "InferenceSession", lambda *a, **kw: seen.append(kw["disabled_optimizers"]) or real(*a, **kw))
+    inference_session(out)  # the folder's own setting
+    inference_session(out, SessionConfig(disabled_optimizers=[]))  # an explicit setting wins
+    assert seen == [["SkipLayerNormFusion"], []]
+    # A new graph made from this folder does not inherit a session setting chosen for the old one.
+    assert not (quantize_onnx(out, tmp_path / "again") / "ort_session.json").exists()
+
+
 def test_session_defaults_hold_up_under_load():
     opts = SessionConfig().session_options()
     assert opts.intra_op_num_threads == 1
