@@ -30,6 +30,7 @@ import numpy as np
 
 from .errors import FastFormersError
 from .io_utils import atomic_output_dir, read_json, write_json
+from .shape_record import shape_of
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ PAPER = {"source": "FastFormers (Kim & Hassan Awadalla, 2020, arXiv 2010.13382),
          "cumulative_speedup": 233.9, "usd_per_100m_first": 4223.0, "usd_per_100m_last": 18.0,
          "instance": "Azure F16s_v2", "step_speedups": None}
 BOOLQ_DEV_QUERIES = 3270  # size of the BoolQ dev set the paper timed
+# int8 graphs tried for every int8 step; the fastest is kept, measured at the threads the step runs with.
+INT8_CANDIDATES = ["int8", "int8-fused", "int8-unfused-ln"]
 
 
 @dataclass
@@ -63,8 +66,12 @@ class AblationConfig:
     # Table 2: real data
     teacher: str = field(default="../shared/models/sst2-minilm-teacher", metadata={"help": "Fine-tuned teacher."})
     sst2_dir: str = field(default="../shared/data/sst2", metadata={"help": "Folder with SST-2 train.tsv/dev.tsv."})
-    distilled_student: str = field(default="runs/bench_distillation/distilled_student", metadata={
-        "help": "Reuse this distilled student if it exists; else one is distilled under --out."})
+    distilled_student: str = field(default="runs/sst2-compress/1-distill", metadata={
+        "help": "Reuse this distilled student if it exists (default: stage 1 of `fastformers-hf compress --recipe "
+                "examples/recipes/sst2.yaml`); else one is distilled under --out."})
+    pruned_student: str = field(default="runs/sst2-compress/3-redistill", metadata={
+        "help": "Reuse this pruned, re-distilled version of the distilled student if it exists (default: stage 3 of "
+                "the same compress run); else the student is pruned and re-distilled under --out."})
     distillation_logits: str = field(default="runs/bench_distillation/teacher_logits.npy", metadata={
         "help": "Cached teacher logits to reuse for distillation (checked against the teacher before use)."})
     pruning_dir: str = field(default="runs/bench_pruning", metadata={
@@ -72,7 +79,7 @@ class AblationConfig:
     alternative_pruned: str = field(default="runs/bench_pruning/models/first_order-h6-f768-redistilled", metadata={
         "help": "If it exists, an extra row: this pruned and re-distilled model (bench_pruning prunes the teacher) "
                 "-> int8 -> multi-instance."})
-    student_layers: int = field(default=3, metadata={"help": "Student depth when distilling one here."})
+    student_layers: int = field(default=4, metadata={"help": "Student depth when distilling one here."})
     distil_steps: int = field(default=1500, metadata={"help": "Distillation steps of 32 when distilling one here."})
     prune_heads: int = field(default=6, metadata={"help": "Heads kept per layer (of 12) in the pruned step."})
     prune_ffn: int = field(default=768, metadata={"help": "FFN width kept per layer (of 1536) in the pruned step."})
@@ -274,15 +281,37 @@ def _save_model(model, tokenizer, path: Path) -> Path:
 
 
 def _variant_dir(source: Path, target: Path, config, **kwargs) -> Path:
-    """``optimize_for_inference(source, target)`` unless ``target`` already holds its result."""
+    """``optimize_for_inference(source, target)`` unless ``target`` already holds its result for the same candidates
+    and thread count (the fastest int8 graph depends on the threads it runs with)."""
     from .onnx_variants import REPORT_FILE, optimize_for_inference
 
-    if not (target / REPORT_FILE).exists():
+    done = (read_json(target / REPORT_FILE) or {}).get("config", {})
+    if (done.get("candidates") != list(config.candidates)
+            or done.get("session", {}).get("intra_op_num_threads") != config.session.intra_op_num_threads):
         optimize_for_inference(source, target, config=config, **kwargs)
     return target
 
 
-def shapes_steps(config: AblationConfig, tokenizer, pool, threads: int, servers: list) -> list[Step]:
+def _int8_builds(student: Path, pruned: Path, out: Path, config, threads: int, **kwargs) -> dict[str, Any]:
+    """int8 graphs of the student for in-process steps (``threads`` intra-op threads) and of the student and its
+    pruned version for the 1-thread instances of the multi-instance steps, each variant chosen at the threads it
+    runs with. Returns the folders and the variant names."""
+    from .onnx_config import SessionConfig
+
+    def build(source, target, threads, candidates=None):
+        c = dataclasses.replace(config, candidates=candidates or config.candidates,
+                                session=SessionConfig(intra_op_num_threads=threads))
+        path = _variant_dir(source, target, c, **kwargs)
+        return path, read_json(path / "onnx_variants.json")["chosen"]
+
+    single, single_variant = build(student, out / "student-int8", threads)
+    one, one_variant = (single, single_variant) if threads == 1 else build(student, out / "student-int8-1thread", 1)
+    pruned_one, _ = build(pruned, out / "student-pruned-int8", 1, [one_variant])
+    return {"int8": single, "int8_variant": single_variant, "int8_1thread": one, "int8_1thread_variant": one_variant,
+            "pruned_int8": pruned_one}
+
+
+def shapes_steps(config: AblationConfig, tokenizer, pool, threads: int, servers: list) -> tuple[dict, list[Step]]:
     import torch
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification, BertConfig
@@ -311,24 +340,23 @@ def shapes_steps(config: AblationConfig, tokenizer, pool, threads: int, servers:
 
     # Random weights: accuracy means nothing, so the tolerance is off; variants are timed on BoolQ-like pairs.
     timing_pairs = Dataset.from_dict({"question": [q for q, _ in pool[:200]], "passage": [p for _, p in pool[:200]]})
-    variant_config = VariantChoiceConfig(candidates=["int8", "int8-fused"], tolerance=100.0, max_length=512,
-                                         sample_size=100, latency_repeats=3,
-                                         session=SessionConfig(intra_op_num_threads=threads))
-    int8_dir = _variant_dir(student_dir, out / "student-int8", variant_config, latency_dataset=timing_pairs)
-    chosen = read_json(int8_dir / "onnx_variants.json")["chosen"]
-    pruned_int8_dir = _variant_dir(pruned_dir, out / "student-pruned-int8",
-                                   dataclasses.replace(variant_config, candidates=[chosen]), latency_dataset=timing_pairs)
+    variant_config = VariantChoiceConfig(candidates=INT8_CANDIDATES, tolerance=100.0, max_length=512,
+                                         sample_size=100, latency_repeats=3)
+    builds = _int8_builds(student_dir, pruned_dir, out, variant_config, threads, latency_dataset=timing_pairs)
+    int8_dir, chosen = builds["int8"], builds["int8_variant"]
 
     torch.set_num_threads(threads)
     pt = lambda m: TextClassifier.from_pretrained(m, tokenizer, InferenceConfig(threads=threads)).runner  # noqa: E731
     ort = TextClassifier.from_pretrained(int8_dir, config=InferenceConfig(threads=threads, max_length=512)).runner
     padded, dynamic = _encoder(tokenizer, 512, True), _encoder(tokenizer, 512, False)
     runtime = RuntimeConfig(num_instances=2, threads_per_instance=1, max_length=512)
-    multi = MultiInstanceClassifier(int8_dir, runtime)
-    single = MultiInstanceClassifier(int8_dir, dataclasses.replace(runtime, num_instances=1))
-    multi_pruned = MultiInstanceClassifier(pruned_int8_dir, runtime)
+    multi = MultiInstanceClassifier(builds["int8_1thread"], runtime)
+    single = MultiInstanceClassifier(builds["int8_1thread"], dataclasses.replace(runtime, num_instances=1))
+    multi_pruned = MultiInstanceClassifier(builds["pruned_int8"], runtime)
     servers += [multi, single, multi_pruned]
-    return [
+    one = builds["int8_1thread_variant"]
+    variants = {"int8_variant": chosen, "int8_1thread_variant": one}
+    return variants, [
         in_process_step("BERT-base 12L/768, PyTorch fp32, padded to 512", "baseline", pt(base), padded, threads,
                         fixed_queries=config.baseline_queries),
         in_process_step("+ dynamic sequence length", "pad to the input's own length", pt(base), dynamic, threads),
@@ -336,9 +364,9 @@ def shapes_steps(config: AblationConfig, tokenizer, pool, threads: int, servers:
                         threads),
         in_process_step(f"+ int8 + graph optimisation (ONNX Runtime, {chosen})", "ONNX Runtime int8", ort, dynamic,
                         threads),
-        server_step("+ multi-instance (2 pinned 1-thread instances)", "2 x 1 thread instead of 1 x 2", multi),
+        server_step(f"+ multi-instance (2 pinned 1-thread instances, {one})", "2 x 1 thread instead of 1 x 2", multi),
         server_step("+ pruned: 6 of 12 heads, FFN 600 of 1200", "structured pruning", multi_pruned),
-        server_step("(reference: one 1-thread instance of the int8 student)", "for the multi-instance ratio",
+        server_step(f"(reference: one 1-thread instance of the int8 student, {one})", "for the multi-instance ratio",
                     single, in_chain=False),
     ]
 
@@ -401,6 +429,9 @@ def _distilled_student(config: AblationConfig, out: Path, teacher, tokenizer) ->
 def _pruned_student(config: AblationConfig, out: Path, student_dir: Path, teacher, tokenizer) -> Path:
     """The distilled student with ``prune_heads``/``prune_ffn`` kept (first-order scores on held-out train
     sentences), re-distilled from the teacher; on bench_pruning's data split, reusing its cached teacher logits."""
+    reuse = Path(config.pruned_student)
+    if (reuse / "stage.json").exists() and student_dir == Path(config.distilled_student):
+        return reuse  # pruned from that student by the run that made it (compress stage 3)
     h, f = config.prune_heads, config.prune_ffn
     path = out / f"student-pruned-h{h}-f{f}-redistilled"
     if (path / "stage.json").exists():
@@ -456,16 +487,12 @@ def sst2_steps(config: AblationConfig, threads: int, servers: list):
 
     # The int8 variant is chosen on held-out *train* sentences (never dev), timed on dev-like inputs.
     _, choice_set = held_out_split(raw["train"], num_examples=config.scoring_examples, seed=0)
-    variant_config = VariantChoiceConfig(candidates=["int8", "int8-fused"], max_length=config.max_length,
-                                         sample_size=200, latency_repeats=3,
-                                         session=SessionConfig(intra_op_num_threads=threads))
+    variant_config = VariantChoiceConfig(candidates=INT8_CANDIDATES, max_length=config.max_length,
+                                         sample_size=200, latency_repeats=3)
     timing_set = raw["validation"].select(range(200))
-    int8_dir = _variant_dir(student_dir, out / "student-int8", variant_config, eval_dataset=choice_set,
-                            latency_dataset=timing_set)
-    chosen = read_json(int8_dir / "onnx_variants.json")["chosen"]
-    pruned_int8_dir = _variant_dir(pruned_dir, out / "student-pruned-int8",
-                                   dataclasses.replace(variant_config, candidates=[chosen]), eval_dataset=choice_set,
-                                   latency_dataset=timing_set)
+    builds = _int8_builds(student_dir, pruned_dir, out, variant_config, threads, eval_dataset=choice_set,
+                          latency_dataset=timing_set)
+    int8_dir, chosen, one = builds["int8"], builds["int8_variant"], builds["int8_1thread_variant"]
 
     torch.set_num_threads(threads)
     student = load_pytorch_model(student_dir)
@@ -473,19 +500,22 @@ def sst2_steps(config: AblationConfig, threads: int, servers: list):
     ort = TextClassifier.from_pretrained(int8_dir, config=InferenceConfig(threads=threads)).runner
     padded, dynamic = _encoder(tokenizer, config.max_length, True), _encoder(tokenizer, config.max_length, False)
     runtime = RuntimeConfig(num_instances=2, threads_per_instance=1, max_length=config.max_length)
-    multi = MultiInstanceClassifier(int8_dir, runtime)
-    single = MultiInstanceClassifier(int8_dir, dataclasses.replace(runtime, num_instances=1))
-    multi_pruned = MultiInstanceClassifier(pruned_int8_dir, runtime)
+    multi = MultiInstanceClassifier(builds["int8_1thread"], runtime)
+    single = MultiInstanceClassifier(builds["int8_1thread"], dataclasses.replace(runtime, num_instances=1))
+    multi_pruned = MultiInstanceClassifier(builds["pruned_int8"], runtime)
     servers += [multi, single, multi_pruned]
     alternative = Path(config.alternative_pruned)
     alt_server = None
     if (alternative / "stage.json").exists() and (alternative / "config.json").exists():
-        alt_int8 = _variant_dir(alternative, out / "alternative-pruned-int8",
-                                dataclasses.replace(variant_config, candidates=[chosen]), eval_dataset=choice_set,
-                                latency_dataset=timing_set)
+        alt_int8 = _variant_dir(alternative, out / "alternative-pruned-int8", dataclasses.replace(
+            variant_config, candidates=[one], session=SessionConfig(intra_op_num_threads=1)),
+            eval_dataset=choice_set, latency_dataset=timing_set)
         alt_server = MultiInstanceClassifier(alt_int8, runtime)
         servers.append(alt_server)
     n_layers = student.config.num_hidden_layers
+    shape = shape_of(read_json(pruned_dir / "config.json"))
+    heads, ffn = sorted(set(shape["heads_per_layer"])), sorted(set(shape["ffn_width_per_layer"]))
+    pruned_shape = f"{'/'.join(map(str, heads))} heads / FFN {'/'.join(map(str, ffn))} per layer"
     steps = [
         in_process_step(f"MiniLM-L6 teacher, PyTorch fp32, padded to {config.max_length}", "baseline", pt(teacher),
                         padded, threads),
@@ -493,10 +523,9 @@ def sst2_steps(config: AblationConfig, threads: int, servers: list):
         in_process_step(f"+ distilled {n_layers}-layer student", "knowledge distillation", pt(student), dynamic,
                         threads),
         in_process_step(f"+ int8 ONNX Runtime ({chosen})", "optimize_for_inference", ort, dynamic, threads),
-        server_step("+ multi-instance (2 pinned 1-thread instances)", "2 x 1 thread instead of 1 x 2", multi),
-        server_step(f"+ pruned to {config.prune_heads} heads / FFN {config.prune_ffn}, re-distilled",
-                    "structured pruning + re-distillation", multi_pruned),
-        server_step("(reference: one 1-thread instance of the int8 student)", "for the multi-instance ratio",
+        server_step(f"+ multi-instance (2 pinned 1-thread instances, {one})", "2 x 1 thread instead of 1 x 2", multi),
+        server_step(f"+ pruned to {pruned_shape}, re-distilled", "structured pruning + re-distillation", multi_pruned),
+        server_step(f"(reference: one 1-thread instance of the int8 student, {one})", "for the multi-instance ratio",
                     single, in_chain=False),
     ]
     if alt_server is not None:
@@ -508,7 +537,7 @@ def sst2_steps(config: AblationConfig, threads: int, servers: list):
     for step in tqdm(steps, desc="sst2: dev accuracy"):
         step.accuracy = float((step.predict(dev_texts).argmax(-1) == dev_labels).mean())
     sources = {"teacher": config.teacher, "distilled_student": str(student_dir), "pruned_student": str(pruned_dir),
-               "int8": str(int8_dir), "pruned_int8": str(pruned_int8_dir), "int8_variant": chosen,
+               **{k: str(v) for k, v in builds.items()},
                "student_stage": read_json(Path(student_dir) / "stage.json"),
                "pruned_stage": read_json(pruned_dir / "stage.json"),
                "alternative": str(alternative) if alt_server is not None else None}
@@ -620,13 +649,13 @@ def run_ablation(config: AblationConfig) -> dict[str, Any]:
             pool = boolq_like_pairs(tokenizer, config.pool_size, config.median_tokens, config.min_tokens,
                                     config.max_tokens, config.seed)
             lengths = [len(ids) for ids in tokenizer([q for q, _ in pool], [p for _, p in pool])["input_ids"]]
-            steps = shapes_steps(config, tokenizer, pool, threads, servers)
+            variants, steps = shapes_steps(config, tokenizer, pool, threads, servers)
             timing = measure(steps, pool, lengths, config, "shapes")
             rows = chain_rows(steps, timing, config, cores)
             report["tables"]["shapes"] = {
                 "rows": rows, "timing": timing, "multi_instance_vs_one_instance": multi_instance_ratio(rows),
                 "inputs": {"pairs": len(pool), "median_tokens": float(np.median(lengths)),
-                           "min_tokens": int(min(lengths)), "max_tokens": int(max(lengths))}}
+                           "min_tokens": int(min(lengths)), "max_tokens": int(max(lengths)), **variants}}
             for s in servers:
                 s.close()
             servers.clear()
@@ -696,7 +725,9 @@ def render_markdown(report: dict) -> str:
         lines += ["## 1. Paper shapes, random weights (speed only: accuracy is meaningless and not reported)\n",
                   f"Synthetic (question, passage) pairs of random vocabulary words: {inp['pairs']} pairs, median "
                   f"{inp['median_tokens']:.0f} tokens, range {inp['min_tokens']}-{inp['max_tokens']} (BoolQ-like). "
-                  f"'BoolQ-dev time' = 3,270 queries at the measured rate.\n",
+                  f"'BoolQ-dev time' = 3,270 queries at the measured rate. int8 graphs chosen at the threads each "
+                  f"step runs with: {inp.get('int8_variant', '?')} in process, {inp.get('int8_1thread_variant', '?')} "
+                  f"for the 1-thread instances.\n",
                   markdown_table(shapes["rows"], with_accuracy=False, paper=True), ""]
         lines.append(f"Multi-instance: 2 pinned 1-thread instances = "
                      f"{shapes['multi_instance_vs_one_instance']:.2f}x one 1-thread instance.\n")
@@ -705,9 +736,11 @@ def render_markdown(report: dict) -> str:
         src = sst2["sources"]
         lines += ["## 2. SST-2 dev (872 sentences), real models, with accuracy\n",
                   f"Teacher {src['teacher']}; distilled student {src['distilled_student']}; pruned student "
-                  f"{src['pruned_student']} (first-order scores on held-out train sentences, re-distilled from cached "
-                  f"teacher logits); int8 variant chosen by optimize_for_inference on held-out train sentences: "
-                  f"{src['int8_variant']}. Accuracy is on the full dev set; time on dev sentences.\n",
+                  f"{src['pruned_student']} (first-order scores on held-out train sentences, re-distilled from the "
+                  f"teacher). int8 graphs chosen by optimize_for_inference on held-out train sentences, at the threads "
+                  f"each step runs with: {src['int8_variant']} for the in-process step, "
+                  f"{src.get('int8_1thread_variant', src['int8_variant'])} for the 1-thread instances. Accuracy is on "
+                  f"the full dev set; time on dev sentences.\n",
                   markdown_table(sst2["rows"], with_accuracy=True, paper=False), ""]
         lines.append(f"Multi-instance: {sst2['multi_instance_vs_one_instance']:.2f}x one 1-thread instance. Fastest "
                      f"row of the chain: {sst2['fastest_row']}, {-sst2['fastest_loss_points']:+.2f} points vs the "
