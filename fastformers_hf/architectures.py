@@ -5,7 +5,7 @@ Every module path is relative to the *base model* (``model.base_model``), so it 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .errors import FastFormersError
 
@@ -30,6 +30,7 @@ class ArchitectureSpec:
     module_num_heads_attr: str = "num_attention_heads"
     module_head_size_attr: str = "attention_head_size"
     module_all_head_size_attr: str = "all_head_size"  # heads x head size
+    position_offset: int = 0  # position embeddings reserved before the first token (RoBERTa: padding_idx + 1)
 
 
 _BERT_LIKE = ArchitectureSpec(
@@ -44,8 +45,8 @@ _BERT_LIKE = ArchitectureSpec(
 
 ARCHITECTURES: dict[str, ArchitectureSpec] = {
     "bert": _BERT_LIKE,  # also MiniLM, which ships as BERT
-    "roberta": _BERT_LIKE,
-    "xlm-roberta": _BERT_LIKE,
+    "roberta": replace(_BERT_LIKE, position_offset=2),
+    "xlm-roberta": replace(_BERT_LIKE, position_offset=2),
     "electra": _BERT_LIKE,
     "distilbert": ArchitectureSpec(
         layers="transformer.layer",

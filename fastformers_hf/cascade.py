@@ -370,28 +370,13 @@ def cascade_curve(tier1_logits, tier2_logits, labels, tier1_ms, tier2_ms, confid
 
 
 def timed_logits(clf: TextClassifier, inputs, warmup: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """``clf.predict_logits(inputs)`` and the seconds each input cost: its batch's wall time (tokenisation included)
-    shared by the batch, plus an equal share of the length pre-pass. Hand-written because predict_logits times
-    nothing; it repeats that loop (same batches, same length sorting) with a clock around each batch."""
+    """``clf.predict_logits(inputs)`` and the seconds each input cost (tokenisation included), after ``warmup``
+    untimed batches (first calls allocate)."""
     inputs = clf._validate(inputs)
-    n = len(inputs)
-    out = np.empty((n, len(clf.id2label)), dtype=np.float32)
-    seconds = np.zeros(n, dtype=np.float64)
-    if n == 0:
-        return out, seconds
-    t0 = time.perf_counter()
-    lengths = clf._check_lengths(inputs)
-    seconds += (time.perf_counter() - t0) / n
-    bs = clf.config.batch_size
-    order = np.argsort(lengths, kind="stable") if clf.config.sort_by_length and bs > 1 else np.arange(n)
-    batches = [order[i:i + bs] for i in range(0, n, bs)]
-    for idx in batches[:warmup]:  # untimed: first calls allocate
-        clf.runner(clf._encode([inputs[i] for i in idx]))
-    for idx in batches:
-        t0 = time.perf_counter()
-        out[idx] = clf.runner(clf._encode([inputs[i] for i in idx]))
-        seconds[idx] += (time.perf_counter() - t0) / len(idx)
-    return out, seconds
+    seconds = np.zeros(len(inputs), dtype=np.float64)
+    if inputs and warmup:
+        clf.predict_logits(inputs[:warmup * clf.config.batch_size])
+    return clf.predict_logits(inputs, seconds=seconds), seconds
 
 
 def _as_tier(tier, tokenizer, batch_size: int, config: CascadeConfig, name: str):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
@@ -43,6 +44,19 @@ class InferenceConfig:
             raise FastFormersError(f"threads must be >= 1, got {self.threads}.")
 
 
+def model_token_limit(model_config: dict | None, tokenizer) -> int:
+    """The longest input the model takes: the tokenizer's limit, capped by the model's position embeddings."""
+    from .architectures import ARCHITECTURES
+
+    model_config = model_config or {}
+    limits = [getattr(tokenizer, "model_max_length", None)]
+    if model_config.get("max_position_embeddings"):
+        spec = ARCHITECTURES.get(model_config.get("model_type"))
+        limits.append(model_config["max_position_embeddings"] - (spec.position_offset if spec else 0))
+    limits = [x for x in limits if x and x < 100_000]  # tokenizers without a limit say 1e30
+    return min(limits) if limits else 512
+
+
 def _onnx_files(path: Path) -> list[Path]:
     return sorted(path.glob("*.onnx")) if path.is_dir() else []
 
@@ -51,13 +65,13 @@ class TextClassifier:
     """Predict labels and probabilities for texts (or text pairs) with a PyTorch or ONNX Runtime model."""
 
     def __init__(self, runner: Callable[[dict], np.ndarray], tokenizer, id2label: dict[int, str],
-                 config: InferenceConfig | None = None, backend: str = "pytorch", source: str | None = None):
+                 config: InferenceConfig | None = None, backend: str = "pytorch", source: str | None = None,
+                 model_config: dict | None = None):
         self.runner, self.tokenizer = runner, tokenizer
         self.id2label = {int(k): v for k, v in id2label.items()}
         self.config = config or InferenceConfig()
         self.backend, self.source = backend, source
-        model_max = getattr(tokenizer, "model_max_length", 512)
-        self.max_length = self.config.max_length or (model_max if model_max and model_max < 100_000 else 512)
+        self.max_length = self.config.max_length or model_token_limit(model_config, tokenizer)
 
     @classmethod
     def from_pretrained(cls, model_or_dir, tokenizer=None, config: InferenceConfig | None = None,
@@ -74,7 +88,8 @@ class TextClassifier:
             torch.set_num_threads(config.threads)
             if tokenizer is None:
                 raise FastFormersError("pass tokenizer=... with a loaded model.")
-            return cls(pytorch_runner(model_or_dir.eval()), tokenizer, model_or_dir.config.id2label, config, "pytorch")
+            return cls(pytorch_runner(model_or_dir.eval()), tokenizer, model_or_dir.config.id2label, config, "pytorch",
+                       model_config=model_or_dir.config.to_dict())
         path = Path(model_or_dir)
         if not (path / "config.json").exists():
             raise FastFormersError(f"{path} holds no model (no config.json); pass a directory saved with "
@@ -82,15 +97,17 @@ class TextClassifier:
         tokenizer = tokenizer or load_tokenizer(path)
         if tokenizer is None:
             raise FastFormersError(f"{path} has no tokenizer; save one beside the model or pass tokenizer=...")
-        id2label = read_json(path / "config.json").get("id2label") or {0: "LABEL_0", 1: "LABEL_1"}
+        model_config = read_json(path / "config.json")
+        id2label = model_config.get("id2label") or {0: "LABEL_0", 1: "LABEL_1"}
         use_onnx = backend == "onnx" or (backend == "auto" and _onnx_files(path))
         if use_onnx:
             session = inference_session(path, SessionConfig(intra_op_num_threads=config.threads))
-            return cls(ort_runner(session), tokenizer, id2label, config, "onnxruntime", str(path))
+            return cls(ort_runner(session), tokenizer, id2label, config, "onnxruntime", str(path), model_config)
         import torch
 
         torch.set_num_threads(config.threads)
-        return cls(pytorch_runner(load_pytorch_model(path)), tokenizer, id2label, config, "pytorch", str(path))
+        return cls(pytorch_runner(load_pytorch_model(path)), tokenizer, id2label, config, "pytorch", str(path),
+                   model_config)
 
     # -- inputs ----------------------------------------------------------------------------------------------------
 
@@ -106,40 +123,80 @@ class TextClassifier:
                                        "pairs for sentence-pair tasks.")
         return [tuple(x) if not isinstance(x, str) else x for x in inputs]
 
-    def _encode(self, batch: Sequence[TextInput]) -> dict[str, np.ndarray]:
-        firsts = [x if isinstance(x, str) else x[0] for x in batch]
-        seconds = None if all(isinstance(x, str) for x in batch) else [x[1] if not isinstance(x, str) else "" for x in batch]
-        enc = self.tokenizer(firsts, seconds, truncation=True, max_length=self.max_length, padding=True,
-                             return_tensors="np")
-        return {k: v.astype(np.int64) for k, v in enc.items()}
+    def _token_ids(self, inputs: Sequence[TextInput]) -> list[dict[str, list[int]]]:
+        """Token ids of each input, truncated to ``max_length``. Single texts and pairs are tokenised apart: in one
+        call a single text would get the pairs' extra [SEP]."""
+        out: list = [None] * len(inputs)
+        singles = [i for i, x in enumerate(inputs) if isinstance(x, str)]
+        pairs = [i for i, x in enumerate(inputs) if not isinstance(x, str)]
+        for idx, is_pair in ((singles, False), (pairs, True)):
+            if not idx:
+                continue
+            firsts = [inputs[i][0] if is_pair else inputs[i] for i in idx]
+            enc = self.tokenizer(firsts, [inputs[i][1] for i in idx] if is_pair else None, truncation=True,
+                                 max_length=self.max_length)
+            for j, i in enumerate(idx):
+                out[i] = {k: enc[k][j] for k in enc.keys()}
+        return out
 
-    def _check_lengths(self, inputs: Sequence[TextInput]) -> list[int]:
-        firsts = [x if isinstance(x, str) else x[0] for x in inputs]
-        seconds = None if all(isinstance(x, str) for x in inputs) else [x[1] if not isinstance(x, str) else "" for x in inputs]
-        lengths = [len(ids) for ids in self.tokenizer(firsts, seconds, truncation=False)["input_ids"]]
-        too_long = [i for i, n in enumerate(lengths) if n > self.max_length]
-        if too_long:
-            if self.config.long_inputs == "error":
-                raise FastFormersError(f"{len(too_long)} input(s) exceed {self.max_length} tokens (first: index "
-                                       f"{too_long[0]}, {lengths[too_long[0]]} tokens); shorten them or set "
-                                       "long_inputs='truncate'.")
-            logger.warning("%d input(s) longer than %d tokens were truncated.", len(too_long), self.max_length)
-        return [min(n, self.max_length) for n in lengths]
+    def _collate(self, ids: Sequence[dict[str, list[int]]]) -> dict[str, np.ndarray]:
+        """Pad a batch to its own longest input. By hand, not ``tokenizer.pad``: that warns on fast tokenizers and
+        costs more than this for the small batches of serving."""
+        width = max(len(x["input_ids"]) for x in ids)
+        pad = {"input_ids": self.tokenizer.pad_token_id or 0}
+        left = getattr(self.tokenizer, "padding_side", "right") == "left"
+        out = {k: np.full((len(ids), width), pad.get(k, 0), dtype=np.int64) for k in ids[0]}  # (B, T) each
+        for b, x in enumerate(ids):
+            n = len(x["input_ids"])
+            for k, v in x.items():
+                if left:
+                    out[k][b, width - n:] = v
+                else:
+                    out[k][b, :n] = v
+        return out
+
+    def _encode(self, batch: Sequence[TextInput]) -> dict[str, np.ndarray]:
+        """Model inputs of one batch: tokenised, truncated, padded to the batch's longest input."""
+        return self._collate(self._token_ids(batch))
+
+    def _count_cut(self, inputs: Sequence[TextInput], ids: Sequence[dict]) -> list[int]:
+        """Indices of inputs that truncation cut: only those that reached the limit are tokenised again, in full."""
+        at_limit = [i for i, x in enumerate(ids) if len(x["input_ids"]) >= self.max_length]
+        if not at_limit:
+            return []
+        firsts = [inputs[i] if isinstance(inputs[i], str) else inputs[i][0] for i in at_limit]
+        full = [len(self.tokenizer(f, None if isinstance(inputs[i], str) else inputs[i][1], truncation=False)["input_ids"])
+                for i, f in zip(at_limit, firsts)]
+        return [i for i, n in zip(at_limit, full) if n > self.max_length]
 
     # -- prediction -----------------------------------------------------------------------------------------------
 
-    def predict_logits(self, inputs) -> np.ndarray:
-        """Logits ``(N, num_labels)`` in the caller's order."""
+    def predict_logits(self, inputs, seconds: np.ndarray | None = None) -> np.ndarray:
+        """Logits ``(N, num_labels)`` in the caller's order. ``seconds`` (optional, shape ``(N,)``) gets each input's
+        cost added: its batch's wall time shared by the batch, plus an equal share of the tokenisation pass."""
         inputs = self._validate(inputs)
         if not inputs:
             return np.zeros((0, len(self.id2label)), dtype=np.float32)
-        lengths = self._check_lengths(inputs)
+        t0 = time.perf_counter()
+        ids = self._token_ids(inputs)  # tokenised once; batches are only padded
+        cut = self._count_cut(inputs, ids)
+        if seconds is not None:
+            seconds += (time.perf_counter() - t0) / len(inputs)
+        if cut:
+            if self.config.long_inputs == "error":
+                raise FastFormersError(f"{len(cut)} input(s) exceed {self.max_length} tokens (first: index {cut[0]}); "
+                                       "shorten them or set long_inputs='truncate'.")
+            logger.warning("%d input(s) longer than %d tokens were truncated.", len(cut), self.max_length)
+        lengths = [len(x["input_ids"]) for x in ids]
         bs = self.config.batch_size
         order = np.argsort(lengths, kind="stable") if self.config.sort_by_length and bs > 1 else np.arange(len(inputs))
         out = np.empty((len(inputs), len(self.id2label)), dtype=np.float32)
         for start in range(0, len(order), bs):
             idx = order[start:start + bs]
-            out[idx] = self.runner(self._encode([inputs[i] for i in idx]))
+            t0 = time.perf_counter()
+            out[idx] = self.runner(self._collate([ids[i] for i in idx]))
+            if seconds is not None:
+                seconds[idx] += (time.perf_counter() - t0) / len(idx)
         return out
 
     def predict_proba(self, inputs) -> np.ndarray:

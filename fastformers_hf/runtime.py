@@ -263,7 +263,7 @@ class MultiInstanceClassifier:
     """
 
     def __init__(self, model_dir: str | os.PathLike, config: RuntimeConfig | None = None):
-        from .classifier import TextClassifier
+        from .classifier import TextClassifier, model_token_limit
         from .onnx_runtime import load_tokenizer
 
         if not isinstance(model_dir, (str, os.PathLike)):
@@ -280,7 +280,7 @@ class MultiInstanceClassifier:
                                    "(tokenizer.save_pretrained(model_dir)): every worker loads it from there.")
         model_config = read_json(self.model_dir / "config.json")
         self.id2label = {int(k): v for k, v in (model_config.get("id2label") or {0: "LABEL_0", 1: "LABEL_1"}).items()}
-        self.max_length = self.config.max_length or _model_token_limit(model_config, self.tokenizer)
+        self.max_length = self.config.max_length or model_token_limit(model_config, self.tokenizer)
         # Input validation follows the same rules as the workers' TextClassifier.
         self._checker = TextClassifier(lambda f: None, self.tokenizer, self.id2label,
                                        dataclasses.replace(_inference_config(self.config), max_length=self.max_length),
@@ -378,7 +378,7 @@ class MultiInstanceClassifier:
     def _check_inputs(self, inputs, need_lengths: bool = True) -> tuple[list, Optional[list[int]], list[np.ndarray]]:
         """Validated inputs, their token lengths capped at max_length (only computed when ``need_lengths``: this
         process then tokenises every input once more) and the index groups of single texts and of pairs, which
-        never share a batch (a single text batched with pairs would get an extra [SEP])."""
+        never share a batch (pairs are usually much longer than single texts)."""
         inputs = self._checker._validate(inputs)
         if self.config.empty_inputs == "error":
             empty = [i for i, x in enumerate(inputs) if not any(p.strip() for p in ((x,) if isinstance(x, str) else x))]
@@ -535,19 +535,6 @@ class MultiInstanceClassifier:
             self.close()
         except Exception:
             pass
-
-
-# Position embeddings reserved before the first token (RoBERTa-style models count from padding_idx + 1).
-_POSITION_OFFSET = {"roberta": 2, "xlm-roberta": 2, "camembert": 2}
-
-
-def _model_token_limit(model_config: dict, tokenizer) -> int:
-    """The longest input the model can take: the tokenizer's limit, capped by the position embeddings."""
-    limits = [getattr(tokenizer, "model_max_length", None)]
-    if model_config.get("max_position_embeddings"):
-        limits.append(model_config["max_position_embeddings"] - _POSITION_OFFSET.get(model_config.get("model_type"), 0))
-    limits = [x for x in limits if x and x < 100_000]  # tokenizers without a limit say 1e30
-    return min(limits) if limits else 512
 
 
 def _inference_config(config: RuntimeConfig):

@@ -38,9 +38,9 @@ def tiny_config(model_type: str = "bert", num_layers: int = 4, num_heads: int = 
         fields["embedding_size"] = hidden_size
     vocab = vocab_size or len(tiny_tokenizer().get_vocab())
     labels = {i: ("negative", "positive")[i] if num_labels == 2 else f"LABEL_{i}" for i in range(num_labels)}
-    return AutoConfig.for_model(model_type, vocab_size=vocab, max_position_embeddings=128, num_labels=num_labels,
-                                id2label=labels, label2id={v: k for k, v in labels.items()}, pad_token_id=0,
-                                **fields, **overrides)
+    overrides = {"max_position_embeddings": 128, "pad_token_id": 0, **overrides}
+    return AutoConfig.for_model(model_type, vocab_size=vocab, num_labels=num_labels, id2label=labels,
+                                label2id={v: k for k, v in labels.items()}, **fields, **overrides)
 
 
 def tiny_model(model_type: str = "bert", seed: int = 0, **config_kwargs):

@@ -49,6 +49,40 @@ def test_sentence_pairs(saved):
     assert len(clf.predict([("the film", "was good"), ("the cast", "")])) == 2
 
 
+@pytest.mark.parametrize("batch_size,sort", [(4, False), (4, True), (1, False)])
+def test_single_texts_and_pairs_in_one_call_answer_as_alone(saved, batch_size, sort):
+    mixed = ["the film was good .", ("the film", "was good"), "the cast", ("the plot was", "not dull")]
+    clf = TextClassifier.from_pretrained(saved, config=InferenceConfig(batch_size=batch_size, sort_by_length=sort))
+    alone = np.concatenate([TextClassifier.from_pretrained(saved).predict_logits([x]) for x in mixed])
+    np.testing.assert_allclose(clf.predict_logits(mixed), alone, atol=1e-5)  # no pair's extra [SEP] on a single text
+
+
+@pytest.mark.parametrize("model_type,positions,tokenizer_limit,expected", [
+    ("bert", 64, int(1e30), 64),  # tokenizer without a limit: the position embeddings decide
+    ("bert", 512, 128, 128),  # the tokenizer's own limit is lower
+    ("roberta", 66, int(1e30), 64),  # RoBERTa reserves padding_idx + 1 positions
+])
+def test_token_limit_follows_the_model(tmp_path, tokenizer, model_type, positions, tokenizer_limit, expected):
+    tiny_model(model_type, max_position_embeddings=positions).save_pretrained(tmp_path)
+    tokenizer.model_max_length = tokenizer_limit
+    try:
+        tokenizer.save_pretrained(tmp_path)
+    finally:
+        tokenizer.model_max_length = int(1e30)
+    clf = TextClassifier.from_pretrained(tmp_path)
+    assert clf.max_length == expected
+    assert clf.predict_logits([" ".join(["good"] * 300)]).shape == (1, 2)  # truncated to fit, no index error
+
+
+def test_inputs_are_tokenised_once(saved, monkeypatch):
+    clf = TextClassifier.from_pretrained(saved, config=InferenceConfig(batch_size=2))
+    calls = []
+    real = clf.tokenizer.__class__.__call__
+    monkeypatch.setattr(clf.tokenizer.__class__, "__call__", lambda self, *a, **kw: calls.append(1) or real(self, *a, **kw))
+    clf.predict_logits(TEXTS)
+    assert len(calls) == 1
+
+
 @pytest.mark.parametrize("inputs,match", [([1, "x"], "input 0 is a int"), ([None], "input 0 is a NoneType"),
                                           ([("a",)], "input 0 is a tuple")])
 def test_non_text_inputs_are_refused(saved, inputs, match):
