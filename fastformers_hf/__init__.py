@@ -48,15 +48,15 @@ _EXPORTS = {
     "held_out_split": ".pruning",
     "MultiInstanceClassifier": ".runtime",
     "RuntimeConfig": ".runtime",
-    "TuningConfig": ".runtime",
-    "tune": ".runtime",
+    "TuningConfig": ".tuning",
+    "tune": ".tuning",
     "length_buckets": ".runtime",
     "StructuredPruningCallback": "trainer_callbacks.structured_pruning",  # lazy: trainer_callbacks imports us
     "CascadeClassifier": ".cascade",
     "CascadeConfig": ".cascade_config",
     "CalibrationConfig": ".cascade_config",
-    "CascadeCurve": ".cascade",
-    "cascade_curve": ".cascade",
+    "CascadeCurve": ".cascade_calibration",
+    "cascade_curve": ".cascade_calibration",
 }
 
 __all__ = sorted(_EXPORTS)

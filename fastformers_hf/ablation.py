@@ -205,7 +205,7 @@ def measure(steps: list[Step], pool: list, lengths, config: AblationConfig, desc
     """Time every step in ``config.rounds`` interleaved passes; per step the median queries/s and CPU per query."""
     from tqdm.auto import tqdm
 
-    from .runtime import ProcessTreeLoadMonitor
+    from .tuning import ProcessTreeLoadMonitor
 
     items = {}
     for step in tqdm(steps, desc=f"{desc}: warm-up", leave=False):
@@ -317,7 +317,7 @@ def shapes_steps(config: AblationConfig, tokenizer, pool, threads: int, servers:
     from transformers import AutoModelForSequenceClassification, BertConfig
 
     from .classifier import InferenceConfig, TextClassifier
-    from .onnx_config import SessionConfig, VariantChoiceConfig
+    from .onnx_config import VariantChoiceConfig
     from .pruning import prune
     from .runtime import MultiInstanceClassifier, RuntimeConfig
 
@@ -708,7 +708,7 @@ def checks(report: dict) -> list[dict[str, Any]]:
 def render_markdown(report: dict) -> str:
     s = report["settings"]
     m = report["machine"]
-    lines = [f"# FastFormers ablation on this machine\n",
+    lines = ["# FastFormers ablation on this machine\n",
              f"Machine: {m.get('cpu')}, {report['physical_cores_used']} physical cores; torch {m.get('torch')}, "
              f"onnxruntime {m.get('onnxruntime')}, transformers {m.get('transformers')}. Batch 1 throughout; "
              f"single-instance steps use {s['threads'] or report['physical_cores_used']} intra-op threads, "

@@ -6,8 +6,9 @@ import pytest
 
 from fastformers_hf import FastFormersError
 from fastformers_hf.classifier import TextClassifier
-from fastformers_hf.runtime import (MultiInstanceClassifier, RuntimeConfig, TuningConfig, choose_setting,
-                                    length_buckets, physical_cores, plan_instances, tune)
+from fastformers_hf.runtime import (MultiInstanceClassifier, RuntimeConfig, length_buckets, physical_cores,
+                                    plan_instances)
+from fastformers_hf.tuning import TuningConfig, choose_setting, tune
 from fastformers_hf.synthetic import make_sentiment_data
 from fastformers_hf.testing import tiny_model
 

@@ -70,7 +70,7 @@ def _texts(args: ThroughputArguments) -> list:
 
 
 def throughput(argv) -> int:
-    from ..runtime import TuningConfig, tune
+    from ..tuning import TuningConfig, tune
 
     (args,) = HfArgumentParser(ThroughputArguments).parse_args_into_dataclasses(args=argv)
     if not args.model or not args.data:
