@@ -22,96 +22,18 @@ import dataclasses
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
 
-from .errors import FastFormersError
+from .ablation_config import BOOLQ_DEV_QUERIES, INT8_CANDIDATES, PAPER, AblationConfig  # noqa: F401
+from .ablation_report import checks, markdown_table, multi_instance_ratio, plot, render_markdown  # noqa: F401
 from .io_utils import atomic_output_dir, read_json, write_json
 from .shape_record import shape_of
 
 logger = logging.getLogger(__name__)
-
-# FastFormers on an Azure F16s_v2 (8 physical cores), BoolQ dev, batch 1. Only the abstract's numbers were found
-# in the reference material available while writing this (arXiv 2010.13382: "233.9x speed-up on CPU", "4,223 USD
-# to just 18 USD" per 100 million requests); Table 3's per-step ratios were not, so they are not printed.
-PAPER = {"source": "FastFormers (Kim & Hassan Awadalla, 2020, arXiv 2010.13382), abstract",
-         "cumulative_speedup": 233.9, "usd_per_100m_first": 4223.0, "usd_per_100m_last": 18.0,
-         "instance": "Azure F16s_v2", "step_speedups": None}
-BOOLQ_DEV_QUERIES = 3270  # size of the BoolQ dev set the paper timed
-# int8 graphs tried for every int8 step; the fastest is kept, measured at the threads the step runs with.
-INT8_CANDIDATES = ["int8", "int8-fused", "int8-unfused-ln"]
-
-
-@dataclass
-class AblationConfig:
-    """Settings of ``fastformers-hf bench ablation``."""
-
-    out: str = field(default="runs/bench_ablation", metadata={"help": "ablation.json/.md/.png and cached models."})
-    tables: str = field(default="shapes,sst2", metadata={"help": "Which tables: shapes (paper shapes, random "
-                                                                   "weights, speed only), sst2 (real, with accuracy)."})
-    rounds: int = field(default=7, metadata={"help": "Timed passes per step, interleaved across steps."})
-    pass_seconds: float = field(default=2.0, metadata={"help": "Target length of one timed pass of a step."})
-    baseline_queries: int = field(default=4, metadata={"help": "Queries per pass of the slow BERT-base padded-512 "
-                                                                "step (~0.6 s each here)."})
-    threads: Optional[int] = field(default=None, metadata={"help": "Intra-op threads of single-instance steps "
-                                                                  "(default: all physical cores)."})
-    # Table 1: synthetic BoolQ-like lengths
-    pool_size: int = field(default=1000, metadata={"help": "Synthetic (question, passage) pairs to draw from."})
-    median_tokens: int = field(default=140, metadata={"help": "Median token length of the synthetic pairs."})
-    min_tokens: int = field(default=32, metadata={"help": "Shortest synthetic pair (tokens)."})
-    max_tokens: int = field(default=512, metadata={"help": "Longest synthetic pair (tokens)."})
-    # Table 2: real data
-    teacher: str = field(default="../shared/models/sst2-minilm-teacher", metadata={"help": "Fine-tuned teacher."})
-    sst2_dir: str = field(default="../shared/data/sst2", metadata={"help": "Folder with SST-2 train.tsv/dev.tsv."})
-    distilled_student: str = field(default="runs/sst2-compress/1-distill", metadata={
-        "help": "Reuse this distilled student if it exists (default: stage 1 of `fastformers-hf compress --recipe "
-                "examples/recipes/sst2.yaml`); else one is distilled under --out."})
-    pruned_student: str = field(default="runs/sst2-compress/3-redistill", metadata={
-        "help": "Reuse this pruned, re-distilled version of the distilled student if it exists (default: stage 3 of "
-                "the same compress run); else the student is pruned and re-distilled under --out."})
-    distillation_logits: str = field(default="runs/bench_distillation/teacher_logits.npy", metadata={
-        "help": "Cached teacher logits to reuse for distillation (checked against the teacher before use)."})
-    pruning_dir: str = field(default="runs/bench_pruning", metadata={
-        "help": "bench_pruning output: its cached teacher logits of the re-distillation subset are reused."})
-    alternative_pruned: str = field(default="runs/bench_pruning/models/first_order-h6-f768-redistilled", metadata={
-        "help": "If it exists, an extra row: this pruned and re-distilled model (bench_pruning prunes the teacher) "
-                "-> int8 -> multi-instance."})
-    student_layers: int = field(default=4, metadata={"help": "Student depth when distilling one here."})
-    distil_steps: int = field(default=1500, metadata={"help": "Distillation steps of 32 when distilling one here."})
-    prune_heads: int = field(default=6, metadata={"help": "Heads kept per layer (of 12) in the pruned step."})
-    prune_ffn: int = field(default=768, metadata={"help": "FFN width kept per layer (of 1536) in the pruned step."})
-    scoring_examples: int = field(default=1000, metadata={"help": "Held-out train sentences for first-order scores."})
-    redistil_sentences: int = field(default=25600, metadata={"help": "Train sentences for re-distillation (25,600: "
-                                    "bench_pruning --redistil_steps 800: its cached teacher logits are reused)."})
-    redistil_steps: int = field(default=1000, metadata={"help": "Re-distillation steps of 32 after pruning."})
-    max_length: int = field(default=128, metadata={"help": "SST-2 token limit (the teacher's padded length)."})
-    # Cost and energy
-    instance_name: str = field(default="Azure F16s_v2", metadata={"help": "Instance the cost column assumes."})
-    instance_usd_per_hour: float = field(default=0.677, metadata={"help": "Its price (pay-as-you-go Linux; an "
-                                                                          "assumption: check current pricing)."})
-    instance_physical_cores: int = field(default=8, metadata={"help": "Its physical cores (16 vCPUs = 8 cores); "
-                                                                      "throughput is scaled linearly from ours."})
-    watts_per_core: float = field(default=4.0, metadata={"help": "Power of one busy core when RAPL counters are "
-                                                                 "not readable (server CPUs: ~360-500 W TDP over "
-                                                                 "96-128 cores)."})
-    seed: int = field(default=0, metadata={"help": "Seed of random weights and synthetic data."})
-
-    def __post_init__(self):
-        unknown = [t for t in self.table_list if t not in ("shapes", "sst2")]
-        if unknown or not self.table_list:
-            raise FastFormersError(f"unknown table(s) {unknown or '(none)'}; use shapes, sst2 or shapes,sst2.")
-        if self.rounds < 1 or self.pass_seconds <= 0 or self.baseline_queries < 1:
-            raise FastFormersError("rounds and baseline_queries must be >= 1 and pass_seconds > 0.")
-        if not self.min_tokens <= self.median_tokens <= self.max_tokens or self.min_tokens < 8:
-            raise FastFormersError("need 8 <= min_tokens <= median_tokens <= max_tokens.")
-
-    @property
-    def table_list(self) -> list[str]:
-        return [t.strip() for t in self.tables.split(",") if t.strip()]
-
 
 # ----------------------------------------------------------------------------------------------------------------
 # Inputs
@@ -544,88 +466,6 @@ def sst2_steps(config: AblationConfig, threads: int, servers: list):
     return steps, dev_texts, [len(t.split()) for t in dev_texts], sources
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Report
-
-
-def _fmt_x(x):
-    return "-" if x is None else f"{x:.2f}x" if x < 10 else f"{x:.1f}x"
-
-
-def markdown_table(rows: list[dict], with_accuracy: bool, paper: bool) -> str:
-    head = ["step", "instances x threads", "ms / query", "BoolQ-dev time (3,270 q, s)" if paper else "dev time (s)",
-            "queries / s", "step speed-up", "cumulative speed-up"]
-    if paper:
-        head.append("paper cumulative")
-    head += ["USD / 100M queries", "energy J / query (est.)", "other load, cores (median / max)",
-             "disturbed passes"]
-    if with_accuracy:
-        head[1:1] = ["dev accuracy", "Δ vs teacher (points)"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    chain = [r for r in rows if r["in_chain"]]
-    for r in rows:
-        cells = [r["step"], r["layout"], f"{r['ms_per_query']:.2f}",
-                 f"{r['boolq_dev_s'] if paper else r.get('dev_s', 0):.1f}", f"{r['queries_per_s']:.1f}",
-                 _fmt_x(r.get("step_speedup")), _fmt_x(r.get("cumulative_speedup"))]
-        if paper:
-            cells.append("1.0x" if r is chain[0] else f"{PAPER['cumulative_speedup']}x" if r is chain[-1] else "n/a")
-        cells += [f"{r['usd_per_100m']:,.0f}" if r["usd_per_100m"] >= 10 else f"{r['usd_per_100m']:.2f}",
-                  f"{r['joules_per_query']:.3f}" if r["joules_per_query"] < 1 else f"{r['joules_per_query']:.2f}",
-                  f"{r['other_load_median']:.2f} / {r['other_load_max']:.2f}",
-                  f"{r['disturbed_passes']}/{r['passes']}"]
-        if with_accuracy:
-            cells[1:1] = [f"{100 * r['accuracy']:.2f}", f"{r.get('accuracy_delta_points', 0):+.2f}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def multi_instance_ratio(rows: list[dict]) -> Optional[float]:
-    multi = next((r for r in rows if r["step"].startswith("+ multi-instance")), None)
-    single = next((r for r in rows if r["step"].startswith("(reference: one 1-thread")), None)
-    return multi["queries_per_s"] / single["queries_per_s"] if multi and single else None
-
-
-def plot(report: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    tables = report["tables"]
-    fig, axes = plt.subplots(1, len(tables), figsize=(6.5 * len(tables), 4.6), squeeze=False)
-    for ax, (name, table) in zip(axes[0], tables.items()):
-        rows = [r for r in table["rows"] if r["in_chain"]]
-        qps = [r["queries_per_s"] for r in rows]
-        if name == "sst2":
-            acc = [100 * r["accuracy"] for r in rows]
-            ax.plot(qps, acc, "o-")
-            for i, (x, y) in enumerate(zip(qps, acc)):
-                ax.annotate(str(i + 1), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=9)
-            alt = [r for r in table["rows"] if r["step"].startswith("(alternative")]
-            if alt:
-                ax.plot([r["queries_per_s"] for r in alt], [100 * r["accuracy"] for r in alt], "D", color="C2",
-                        label="pruned teacher (bench_pruning), int8, 2 x 1")
-            ax.axhline(acc[0] - 1.2, ls=":", color="grey", lw=1, label="teacher - 1.2 points")
-            ax.set_ylabel("SST-2 dev accuracy (%)")
-            ax.set_title("SST-2: accuracy vs throughput (FastFormers Fig. 3)")
-            ax.legend(fontsize=8, loc="best")
-        else:
-            ax.plot(qps, range(len(rows)), "s-")
-            ax.set_yticks(range(len(rows)), [f"{i + 1}" for i in range(len(rows))])
-            ax.invert_yaxis()
-            for i, r in enumerate(rows):
-                ax.annotate(f"{r['cumulative_speedup']:.1f}x", (qps[i], i), textcoords="offset points",
-                            xytext=(6, -3), fontsize=9)
-            ax.set_ylabel("step (see table)")
-            ax.set_title("Paper shapes, random weights: speed only")
-        ax.set_xscale("log")
-        ax.set_xlabel("queries per second, batch 1 (this machine)")
-        ax.grid(alpha=0.3, which="both")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def run_ablation(config: AblationConfig) -> dict[str, Any]:
     from .measurements import machine_description
     from .runtime import physical_cores
@@ -684,74 +524,3 @@ def run_ablation(config: AblationConfig) -> dict[str, Any]:
     (out / "ablation.md").write_text(render_markdown(report), encoding="utf-8")
     plot(report, out / "ablation.png")
     return report
-
-
-def checks(report: dict) -> list[dict[str, Any]]:
-    """The issue's expectations, each with the measured value and whether it holds."""
-    out = []
-    shapes, sst2 = report["tables"].get("shapes"), report["tables"].get("sst2")
-    if shapes:
-        cum = [r for r in shapes["rows"] if r["in_chain"]][-1]["cumulative_speedup"]
-        out.append({"check": "paper shapes: cumulative speed-up >= 233.9x", "value": round(cum, 1), "ok": cum >= 233.9})
-    for name, table in (("paper shapes", shapes), ("SST-2", sst2)):
-        if table and table["multi_instance_vs_one_instance"]:
-            ratio = table["multi_instance_vs_one_instance"]
-            out.append({"check": f"{name}: 2 pinned 1-thread instances >= 1.8x one 1-thread instance",
-                        "value": round(ratio, 2), "ok": ratio >= 1.8})
-    if sst2:
-        loss = sst2["fastest_loss_points"]
-        out.append({"check": "SST-2: fastest row loses <= 1.2 accuracy points vs the teacher", "value": round(loss, 2),
-                    "ok": loss <= 1.2})
-    return out
-
-
-def render_markdown(report: dict) -> str:
-    s = report["settings"]
-    m = report["machine"]
-    lines = ["# FastFormers ablation on this machine\n",
-             f"Machine: {m.get('cpu')}, {report['physical_cores_used']} physical cores; torch {m.get('torch')}, "
-             f"onnxruntime {m.get('onnxruntime')}, transformers {m.get('transformers')}. Batch 1 throughout; "
-             f"single-instance steps use {s['threads'] or report['physical_cores_used']} intra-op threads, "
-             f"multi-instance steps 1-thread instances pinned to their own cores. Each step: median of {s['rounds']} "
-             f"passes, interleaved with the other steps (order rotated every round); 'other load' is CPU used by other "
-             f"processes during a pass; a pass with > 0.25 cores of it is counted as disturbed.\n",
-             f"Cost: {s['instance_name']} at {s['instance_usd_per_hour']} USD/hour (assumed price) with "
-             f"{s['instance_physical_cores']} physical cores, throughput scaled linearly from our "
-             f"{report['physical_cores_used']} cores. Energy: {report['energy_source']} (our processes only, parent "
-             f"and workers); an estimate, not a measurement.\n"]
-    shapes = report["tables"].get("shapes")
-    if shapes:
-        inp = shapes["inputs"]
-        lines += ["## 1. Paper shapes, random weights (speed only: accuracy is meaningless and not reported)\n",
-                  f"Synthetic (question, passage) pairs of random vocabulary words: {inp['pairs']} pairs, median "
-                  f"{inp['median_tokens']:.0f} tokens, range {inp['min_tokens']}-{inp['max_tokens']} (BoolQ-like). "
-                  f"'BoolQ-dev time' = 3,270 queries at the measured rate. int8 graphs chosen at the threads each "
-                  f"step runs with: {inp.get('int8_variant', '?')} in process, {inp.get('int8_1thread_variant', '?')} "
-                  f"for the 1-thread instances.\n",
-                  markdown_table(shapes["rows"], with_accuracy=False, paper=True), ""]
-        lines.append(f"Multi-instance: 2 pinned 1-thread instances = "
-                     f"{shapes['multi_instance_vs_one_instance']:.2f}x one 1-thread instance.\n")
-    sst2 = report["tables"].get("sst2")
-    if sst2:
-        src = sst2["sources"]
-        lines += ["## 2. SST-2 dev (872 sentences), real models, with accuracy\n",
-                  f"Teacher {src['teacher']}; distilled student {src['distilled_student']}; pruned student "
-                  f"{src['pruned_student']} (first-order scores on held-out train sentences, re-distilled from the "
-                  f"teacher). int8 graphs chosen by optimize_for_inference on held-out train sentences, at the threads "
-                  f"each step runs with: {src['int8_variant']} for the in-process step, "
-                  f"{src.get('int8_1thread_variant', src['int8_variant'])} for the 1-thread instances. Accuracy is on "
-                  f"the full dev set; time on dev sentences.\n",
-                  markdown_table(sst2["rows"], with_accuracy=True, paper=False), ""]
-        lines.append(f"Multi-instance: {sst2['multi_instance_vs_one_instance']:.2f}x one 1-thread instance. Fastest "
-                     f"row of the chain: {sst2['fastest_row']}, {-sst2['fastest_loss_points']:+.2f} points vs the "
-                     "teacher.")
-        w = sst2.get("fastest_within_1_2_points")
-        lines.append(f"Fastest row within 1.2 points of the teacher: {w['step']} ({-w['loss_points']:+.2f} points vs the "
-                     f"teacher, {w['speedup']:.1f}x the baseline).\n" if w else "No row stays within 1.2 points.\n")
-    lines.append(f"Paper: {PAPER['source']}: {PAPER['cumulative_speedup']}x cumulative on CPU and "
-                 f"{PAPER['usd_per_100m_first']:,.0f} -> {PAPER['usd_per_100m_last']:,.0f} USD per 100M queries on an "
-                 f"{PAPER['instance']}. Its Table 3 per-step ratios were not available where this was written, so only "
-                 "our step ratios are printed.\n")
-    lines += ["## Checks\n", "| check | measured | holds |", "|---|---|---|"]
-    lines += [f"| {c['check']} | {c['value']} | {'yes' if c['ok'] else '**no**'} |" for c in report["checks"]]
-    return "\n".join(lines) + "\n"
