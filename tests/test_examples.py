@@ -172,6 +172,22 @@ def test_cascade_calibrates_saves_reloads_and_predicts(root, sst2_dir, exported,
         assert result["accuracy"] == result["tier2_accuracy"]
 
 
+def test_bench_cascade_reports_every_table_and_the_checks(root, sst2_dir, pruned, teacher_dir):
+    out = root / "bench-cascade"
+    report = run_example("bench_cascade", "--out", out, "--dev", sst2_dir / "dev.tsv", "--teacher", teacher_dir,
+                         "--tier1", f"{pruned[0]},{root / 'missing'}", "--tolerance", 100, "--batch_sizes", "1,4",
+                         "--repeats", 1, "--retries", 0)
+    assert list(report["tier1"]) == ["pruned"]  # the missing candidate is skipped
+    row = report["tier1"]["pruned"]
+    assert set(row["tuned_batch_sizes"].values()) <= {1, 4} and row["evaluation"]["tier2_accuracy"] > 0
+    md = (out / "report.md").read_text()
+    for heading in ("## Table 2", "## Table 3", "## Throughput", "## Checks"):
+        assert heading in md
+    assert (out / "curve_pruned.png").stat().st_size > 0 and (out / "int8" / "teacher" / "model.onnx").exists()
+    again = run_example("bench_cascade", "--out", out, "--report_only")  # re-renders from report.json alone
+    assert again["tier1"]["pruned"]["tuned_batch_sizes"] == row["tuned_batch_sizes"]
+
+
 def test_push_dry_run_prints_the_card_and_pushes_nothing(pruned, capsys):
     result = run_example("push", "--model_dir", pruned[0], "--repo_id", "me/tiny-pruned", "--dry_run",
                          "--license", "apache-2.0")
