@@ -179,7 +179,7 @@ def test_bench_cascade_reports_every_table_and_the_checks(root, sst2_dir, pruned
                          "--repeats", 1, "--retries", 0)
     assert list(report["tier1"]) == ["pruned"]  # the missing candidate is skipped
     row = report["tier1"]["pruned"]
-    assert set(row["tuned_batch_sizes"].values()) <= {1, 4} and row["evaluation"]["tier2_accuracy"] > 0
+    assert set(row["tuned_batch_sizes"].values()) <= {1, 4} and row["evaluation"]["batch 1"]["tier2_accuracy"] > 0
     md = (out / "report.md").read_text()
     for heading in ("## Table 2", "## Table 3", "## Throughput", "## Checks"):
         assert heading in md
