@@ -11,7 +11,8 @@ tier 2, thresholds held out by a two-fold cross-fit over the dev set.
 * random routing (its share fitted the same way) and the oracle (an upper bound: it knows which inputs tier 1 gets
   wrong) use the same cost model; curves and measured points are plotted per tier 1 in curve_<name>.png.
 
-    fastformers-hf compress --recipe examples/recipes/sst2-tier1.yaml   # the default first tier-1 candidate
+    fastformers-hf compress --recipe examples/recipes/sst2-tier1.yaml      # tier-1 candidates (2 and 3 layers)
+    fastformers-hf compress --recipe examples/recipes/sst2-tier1-3l.yaml
     flock /tmp/ff-cpu.lock .venv/bin/python examples/bench_cascade.py --out runs/bench_cascade
 
 Timings: one thread per tier, ONNX Runtime without spinning (the machine is shared); medians over --repeats passes,
@@ -47,10 +48,11 @@ class BenchArgs:
     dev: str = field(default="../shared/data/sst2/dev.tsv", metadata={"help": "Labelled data split in two halves."})
     teacher: str = field(default="../shared/models/sst2-minilm-teacher", metadata={"help": "Tier 2 (PyTorch dir)."})
     tier1: str = field(
-        default="runs/sst2-tier1/3-redistill,runs/bench_distillation/distilled_student,"
+        default="runs/sst2-tier1/3-redistill,runs/sst2-tier1-3l/3-redistill,runs/bench_distillation/distilled_student,"
                 "runs/bench_pruning/models/first_order-h3-f384-redistilled",
         metadata={"help": "Tier-1 candidates (PyTorch dirs or glob patterns, comma-separated); missing ones are "
-                          "skipped. The first is `fastformers-hf compress --recipe examples/recipes/sst2-tier1.yaml`."})
+                          "skipped. The first two: `fastformers-hf compress --recipe examples/recipes/sst2-tier1.yaml` "
+                          "and `... sst2-tier1-3l.yaml`."})
     max_examples: int = field(default=None, metadata={"help": "Use only this many dev examples (smoke runs)."})
     seed: int = field(default=0, metadata={"help": "Seed of the split of dev into two halves."})
     tolerance: float = field(default=1.0, metadata={"help": "Accuracy points an int8 build may lose vs PyTorch."})
