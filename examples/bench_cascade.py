@@ -130,6 +130,16 @@ def plot(path: Path, title: str, panels: dict[str, tuple]) -> None:
     plt.close(fig)
 
 
+def below_random(curve) -> dict[str, float]:
+    """Where TangoBERT's curve is below random routing's: how many points, the largest share sent to tier 2 among
+    them, and the deepest dip (accuracy, as a fraction)."""
+    t, r = curve.arrays("tangobert"), curve.arrays("random")
+    margin = t["value"] - np.interp(t["share"], r["share"], r["value"])
+    below = margin < -1e-9
+    return {"points": int(below.sum()), "max_share": float(t["share"][below].max()) if below.any() else 0.0,
+            "deepest": float(margin.min())}
+
+
 def rules(curve, guard) -> dict[str, dict[float, float | None]]:
     """Threshold per target for each choice rule: the point estimate and the bootstrap-guarded one."""
     out = {"point": {}, f"{guard:.0%} guard": {}}
@@ -222,7 +232,7 @@ def run_tier1(name, tier1_dir, tier2_dir, args, halves, sizes, out) -> dict:
                                                      "cost_ms": float(cost), "speedup": float(m2.mean() / cost)}
     row["thresholds"], row["held_out"], row["fold_versus_random"] = thresholds, held, fold_vs_random
     row["evaluation"] = {s: {"tier1_accuracy": c.tier1["value"], "tier2_accuracy": c.tier2["value"],
-                             "versus_random": c.versus_random(),
+                             "versus_random": c.versus_random(), "below_random": below_random(c),
                              "curve_speedup_at": {m: {t: c.speedup_at(t, m) for t in TARGETS}
                                                   for m in ("tangobert", "random", "oracle")}}
                          for s, c in curves.items()}
@@ -301,6 +311,18 @@ def report_md(report: dict) -> str:
             lines.append(f"| {name} | {rule} | {c['speedup_vs_tier2']:.2f}x | {c['accuracy']:.4f} vs "
                          f"{0.99 * m['tier2']['accuracy']:.4f} | {'yes' if ok else '**no**'} | {margins} | "
                          f"{'yes' if vr['min_margin_inside'] > 0 else '**no**'} |")
+    lines += ["", "Read the paper's way (speedup@99 off the all-dev curve, cost model) and where TangoBERT falls below "
+              "random routing:", "",
+              "| tier 1 | setting | speedup@99 (all-dev curve) | >= 2x | points below random: count, largest share "
+              "sent, deepest (points) |", "|---|---|---|---|---|"]
+    for name, row in report["tier1"].items():
+        for setting in ("batch 1", "tuned batches"):
+            p = row["evaluation"][setting]["curve_speedup_at"]["tangobert"][0.99]
+            below = row["evaluation"][setting]["below_random"]
+            where = (f"{below['points']}, {100 * below['max_share']:.1f}%, {100 * below['deepest']:+.2f}"
+                     if below["points"] else "none")
+            lines.append(f"| {name} | {setting} | {fmt_x(p)} | {'yes' if p and p['speedup'] >= 2 else '**no**'} | "
+                         f"{where} |")
     lines += ["", "## Table 2: TangoBERT, thresholds held out (cross-fit), measured end to end on all of dev", "",
               "| tier 1 | setting (batch sizes) | target | rule | thresholds (fitted on half 0 / half 1) | acc tier 1 / "
               "tier 2 | cascade acc | % of tier 2 | sent to tier 2 | speed-up | other load, cores |",
