@@ -28,9 +28,9 @@ VARIANTS: dict[str, tuple[str, ...]] = {
 
 # ORT fusions a variant switches off when its session loads. ORT fuses at load time, so this cannot be baked into
 # the graph file: the chosen variant's list is saved beside it (SESSION_FILE) and applied by inference_session.
-# Measured here (Zen 4, ORT 1.31, 1 thread, BoolQ-like inputs of ~140 tokens): small int8 BERTs ran 25-35% faster
-# as Add + LayerNormalization than through the fused SkipLayerNormalization kernel; at SST-2 lengths it made no
-# difference. A candidate, not a default: the choice is measured like every other variant.
+# Measured here (Zen 4, ORT 1.31, 1 thread): small int8 BERTs ran 25-35% faster on BoolQ-like inputs (~140 tokens)
+# and ~10-20% faster on SST-2 sentences as Add + LayerNormalization than through the fused SkipLayerNormalization
+# kernel (examples/bench_onnx.py). A candidate, not a default: the choice is measured like every other variant.
 SESSION_DISABLED_OPTIMIZERS: dict[str, tuple[str, ...]] = {"int8-unfused-ln": ("SkipLayerNormFusion",)}
 SESSION_FILE = "ort_session.json"
 
