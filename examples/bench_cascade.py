@@ -130,16 +130,6 @@ def plot(path: Path, title: str, panels: dict[str, tuple]) -> None:
     plt.close(fig)
 
 
-def below_random(curve) -> dict[str, float]:
-    """Where TangoBERT's curve is below random routing's: how many points, the largest share sent to tier 2 among
-    them, and the deepest dip (accuracy, as a fraction)."""
-    t, r = curve.arrays("tangobert"), curve.arrays("random")
-    margin = t["value"] - np.interp(t["share"], r["share"], r["value"])
-    below = margin < -1e-9
-    return {"points": int(below.sum()), "max_share": float(t["share"][below].max()) if below.any() else 0.0,
-            "deepest": float(margin.min())}
-
-
 def rules(curve, guard) -> dict[str, dict[float, float | None]]:
     """Threshold per target for each choice rule: the point estimate and the bootstrap-guarded one."""
     out = {"point": {}, f"{guard:.0%} guard": {}}
@@ -211,12 +201,12 @@ def run_tier1(name, tier1_dir, tier2_dir, args, halves, sizes, out) -> dict:
         thresholds[setting] = [rules(c, args.guard) for c in folds]  # thresholds[setting][f]: fitted on fold f
         # Held out, cost model: fold f's threshold judges fold 1 - f; pooled over all of dev.
         held[setting] = {}
+        conf = confidence_scores(softmax(l1, cascade.config.temperature), cascade.config.confidence)  # (N,)
         for t in TARGETS:
             for rule in thresholds[setting][0]:
                 thr = [thresholds[setting][f][rule][t] for f in (0, 1)]
                 if None in thr:
                     continue
-                conf = confidence_scores(softmax(l1, cascade.config.temperature), cascade.config.confidence)
                 up = conf < np.where(fold == 0, thr[1], thr[0])
                 pred = np.where(up, l2.argmax(-1), l1.argmax(-1))
                 cost = m1.mean() + m2[up].sum() / len(labels)
@@ -232,7 +222,7 @@ def run_tier1(name, tier1_dir, tier2_dir, args, halves, sizes, out) -> dict:
                                                      "cost_ms": float(cost), "speedup": float(m2.mean() / cost)}
     row["thresholds"], row["held_out"], row["fold_versus_random"] = thresholds, held, fold_vs_random
     row["evaluation"] = {s: {"tier1_accuracy": c.tier1["value"], "tier2_accuracy": c.tier2["value"],
-                             "versus_random": c.versus_random(), "below_random": below_random(c),
+                             "versus_random": c.versus_random(),
                              "curve_speedup_at": {m: {t: c.speedup_at(t, m) for t in TARGETS}
                                                   for m in ("tangobert", "random", "oracle")}}
                          for s, c in curves.items()}
@@ -318,9 +308,9 @@ def report_md(report: dict) -> str:
     for name, row in report["tier1"].items():
         for setting in ("batch 1", "tuned batches"):
             p = row["evaluation"][setting]["curve_speedup_at"]["tangobert"][0.99]
-            below = row["evaluation"][setting]["below_random"]
-            where = (f"{below['points']}, {100 * below['max_share']:.1f}%, {100 * below['deepest']:+.2f}"
-                     if below["points"] else "none")
+            vr = row["evaluation"][setting]["versus_random"]
+            where = (f"{vr['points_below']}, {100 * vr['max_share_below']:.1f}%, {100 * vr['min_margin']:+.2f}"
+                     if vr["points_below"] else "none")
             lines.append(f"| {name} | {setting} | {fmt_x(p)} | {'yes' if p and p['speedup'] >= 2 else '**no**'} | "
                          f"{where} |")
     lines += ["", "## Table 2: TangoBERT, thresholds held out (cross-fit), measured end to end on all of dev", "",

@@ -180,8 +180,11 @@ class CascadeCurve:
         t, r = self.arrays("tangobert"), self.arrays("random")
         margin = t["value"] - np.interp(t["share"], r["share"], r["value"])
         inner = (t["share"] > 0) & (t["share"] < 1)  # the end points coincide by construction
+        below = margin < -1e-9
         return {"min_margin": float(margin.min()), "min_margin_inside": float(margin[inner].min()) if inner.any() else 0.0,
-                "share_of_points_at_or_above": float((margin >= -1e-12).mean()), "points": int(margin.size)}
+                "share_of_points_at_or_above": float((margin >= -1e-12).mean()), "points": int(margin.size),
+                "points_below": int(below.sum()),  # and the largest share sent to tier 2 among them
+                "max_share_below": float(t["share"][below].max()) if below.any() else 0.0}
 
     # -- saving ---------------------------------------------------------------------------------------------------
 

@@ -155,10 +155,6 @@ class TextClassifier:
                     out[k][b, :n] = v
         return out
 
-    def _encode(self, batch: Sequence[TextInput]) -> dict[str, np.ndarray]:
-        """Model inputs of one batch: tokenised, truncated, padded to the batch's longest input."""
-        return self._collate(self._token_ids(batch))
-
     def _count_cut(self, inputs: Sequence[TextInput], ids: Sequence[dict]) -> list[int]:
         """Indices of inputs that truncation cut: only those that reached the limit are tokenised again, in full."""
         at_limit = [i for i, x in enumerate(ids) if len(x["input_ids"]) >= self.max_length]

@@ -90,6 +90,15 @@ def test_unreachable_target_or_budget_names_the_best_point(kwargs, match):
         curve.choose(**kwargs)
 
 
+def test_versus_random_reports_where_confidence_routing_falls_below_random():
+    labels = np.zeros(10, dtype=int)
+    # Tier 1 is wrong exactly on its 3 most confident inputs: escalating the unsure ones first gains nothing at first.
+    l1 = np.array([[0.1 * i, 0] for i in range(7)] + [[0, 5.0 + i] for i in range(3)])
+    l2 = np.array([[2.0, 0]] * 10)  # always right
+    vr = cascade_curve(l1, l2, labels, 1.0, 4.0).versus_random()
+    assert vr["points_below"] > 0 and 0 < vr["max_share_below"] < 1 and vr["min_margin"] < 0
+
+
 def test_choice_takes_the_fastest_point_reaching_the_target_or_the_best_within_budget():
     labels = np.array([0] * 10)
     l1 = np.array([[3.0 - i * 0.3, 0] if i < 7 else [0, 0.1 * (i - 6)] for i in range(10)])  # wrong on the 3 unsure
@@ -100,6 +109,7 @@ def test_choice_takes_the_fastest_point_reaching_the_target_or_the_best_within_b
     p = curve.choose(target=None, latency_budget_ms=1.0 + 0.2 * 4.0)  # room for 2 escalations
     assert p["share"] == pytest.approx(0.2) and p["value"] == pytest.approx(0.9)
     assert curve.versus_random()["min_margin"] >= 0 and curve.versus_random()["share_of_points_at_or_above"] == 1.0
+    assert curve.versus_random()["points_below"] == 0 and curve.versus_random()["max_share_below"] == 0.0
     for method in ("tangobert", "random", "oracle"):
         assert curve.speedup_at(0.98, method)["speedup"] <= curve.speedup_at(0.98, "oracle")["speedup"] + 1e-9
     assert curve.speedup_at(0.99, "random")["share"] == pytest.approx(1.0)  # random must send (almost) all
