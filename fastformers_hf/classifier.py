@@ -123,9 +123,36 @@ class TextClassifier:
                                        "pairs for sentence-pair tasks.")
         return [tuple(x) if not isinstance(x, str) else x for x in inputs]
 
+    def _rust_encoder(self):
+        """A private copy of a fast tokenizer's Rust ``Tokenizer``, set to truncate like ``tokenizer(...,
+        truncation=True, max_length=...)`` (longest first, on the tokenizer's truncation side); None for slow
+        tokenizers. A copy because the ``transformers`` wrapper re-configures its own one on every call."""
+        if not hasattr(self, "_rust"):
+            backend = getattr(self.tokenizer, "backend_tokenizer", None)
+            self._rust = None
+            if backend is not None and hasattr(backend, "encode_batch_fast"):
+                from tokenizers import Tokenizer
+
+                self._rust = Tokenizer.from_str(backend.to_str())
+                self._rust.no_padding()
+                self._rust.enable_truncation(self.max_length, strategy="longest_first",
+                                             direction=getattr(self.tokenizer, "truncation_side", "right"))
+                names = getattr(self.tokenizer, "model_input_names", ["input_ids", "token_type_ids", "attention_mask"])
+                self._rust_fields = [(k, a) for k, a in (("input_ids", "ids"), ("token_type_ids", "type_ids"),
+                                                         ("attention_mask", "attention_mask")) if k in names]
+        return self._rust
+
     def _token_ids(self, inputs: Sequence[TextInput]) -> list[dict[str, list[int]]]:
         """Token ids of each input, truncated to ``max_length``. Single texts and pairs are tokenised apart: in one
-        call a single text would get the pairs' extra [SEP]."""
+        call a single text would get the pairs' extra [SEP].
+
+        Fast tokenizers are called through their Rust ``encode_batch_fast``: the same ids as the ``transformers``
+        call, without the character offsets it computes and we never use (measured here: ~20% less tokenising
+        time on ~140-token pairs, where tokenising is ~8% of a small int8 model's serving time)."""
+        rust = self._rust_encoder()
+        if rust is not None:
+            fields = self._rust_fields
+            return [{k: getattr(e, a) for k, a in fields} for e in rust.encode_batch_fast(list(inputs))]
         out: list = [None] * len(inputs)
         singles = [i for i, x in enumerate(inputs) if isinstance(x, str)]
         pairs = [i for i, x in enumerate(inputs) if not isinstance(x, str)]

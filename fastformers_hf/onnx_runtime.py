@@ -6,6 +6,7 @@ Which combination is fastest on a given machine is decided by measurement in :mo
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -282,30 +283,37 @@ def export_onnx(model_or_dir, save_dir: str | os.PathLike, tokenizer=None, opset
 # Graph optimisation
 
 
-def _optimization_config(level, for_gpu: bool):
+def _optimization_config(level, for_gpu: bool, changes: dict | None = None):
     opt = _optimum()
     if isinstance(level, opt["OptimizationConfig"]):
-        return level
-    if isinstance(level, dict):
-        return opt["OptimizationConfig"](**level)
-    if level not in OPTIMIZATION_LEVELS:
+        config = level
+    elif isinstance(level, dict):
+        config = opt["OptimizationConfig"](**level)
+    elif level not in OPTIMIZATION_LEVELS:
         raise FastFormersError(
             f"unknown optimisation level {level!r}; "
             f"use one of {', '.join(OPTIMIZATION_LEVELS)} or an OptimizationConfig.")
-    return opt["AutoOptimizationConfig"].with_optimization_level(level, for_gpu=for_gpu)
+    else:
+        config = opt["AutoOptimizationConfig"].with_optimization_level(level, for_gpu=for_gpu)
+    unknown = [k for k in (changes or {}) if not hasattr(config, k)]
+    if unknown:
+        raise FastFormersError(f"OptimizationConfig has no field(s) {unknown}; see optimum.onnxruntime.OptimizationConfig.")
+    return dataclasses.replace(config, **(changes or {}))
 
 
 def optimize_onnx(onnx_dir: str | os.PathLike, save_dir: str | os.PathLike, level="O2", for_gpu: bool = False,
-                  overwrite: bool = True) -> Path:
+                  overwrite: bool = True, changes: dict | None = None) -> Path:
     """Fuse the graph with Optimum's ``ORTOptimizer`` (Attention, SkipLayerNorm, BiasGelu, ...).
 
     ``level`` is a preset (O1 general only, O2 + transformer fusions, O3 + fast GELU, O4 + fp16 for GPU) or an
-    ``optimum.onnxruntime.OptimizationConfig`` (or a dict of its fields). Head-pruned graphs fuse correctly:
-    ORT reads the head counts from the graph; its "Input hidden size ... is not same as weight matrix" log is
-    only a warning. Returns ``save_dir``.
+    ``optimum.onnxruntime.OptimizationConfig`` (or a dict of its fields); ``changes`` sets some of its fields on
+    top (e.g. ``{"disable_skip_layer_norm_fusion": True}``). Head-pruned graphs fuse correctly: ORT reads the head
+    counts from the graph; its "Input hidden size ... is not same as weight matrix" log is only a warning.
+    Returns ``save_dir``.
     """
-    config = _optimization_config(level, for_gpu)
-    return _optimize(onnx_dir, save_dir, config, level if isinstance(level, str) else "custom", overwrite)
+    config = _optimization_config(level, for_gpu, changes)
+    label = level if isinstance(level, str) else "custom"
+    return _optimize(onnx_dir, save_dir, config, label + ("+" + ",".join(sorted(changes)) if changes else ""), overwrite)
 
 
 def _optimize(onnx_dir, save_dir, config, label: str, overwrite: bool) -> Path:

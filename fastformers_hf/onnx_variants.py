@@ -21,7 +21,7 @@ import numpy as np
 
 from .errors import FastFormersError
 from .io_utils import atomic_output_dir, write_json
-from .onnx_config import SESSION_DISABLED_OPTIMIZERS, SESSION_FILE, VARIANTS, VariantChoiceConfig
+from .onnx_config import SESSION_DISABLED_OPTIMIZERS, SESSION_FILE, STEPS, VARIANTS, VariantChoiceConfig, is_quantized
 from .onnx_runtime import (_record_step, _refuse_overwriting_input, export_onnx, inference_session, load_pytorch_model,
                            load_tokenizer, model_size_bytes, optimize_onnx, quantize_onnx)
 from .timing import LoadMonitor
@@ -191,10 +191,12 @@ def build_candidates(export_dir: str | os.PathLike, work_dir: str | os.PathLike,
             parent = build(steps[:-1])
             name = next((n for n, s in VARIANTS.items() if s == steps), "-".join(steps))
             target = work_dir / name
-            if steps[-1] == "optimize":
-                optimize_onnx(parent, target, level=config.optimization_level)
+            op, changes = STEPS[steps[-1]]
+            if op == "optimize":
+                optimize_onnx(parent, target, level=config.optimization_level, changes=changes)
             else:
-                quantize_onnx(parent, target, preset=config.quantization_preset, per_channel=config.per_channel)
+                quantize_onnx(parent, target, preset=config.quantization_preset,
+                              per_channel=changes.get("per_channel", config.per_channel))
             built[steps] = target
         return built[steps]
 
@@ -318,7 +320,7 @@ def choose_variant(model, tokenizer, candidates: Mapping[str, Path | str], eval_
                 measured_as = "eval accuracy" if labels is not None else "predictions that disagree with PyTorch"
                 r.reasons.append(f"loses {r.loss_points:.2f} accuracy points ({measured_as}), "
                                  f"tolerance {config.tolerance}")
-            if "quantize" not in steps and r.max_logit_diff > config.fp32_atol:
+            if not is_quantized(name) and r.max_logit_diff > config.fp32_atol:
                 r.reasons.append(
                     f"fp32 logits differ from PyTorch by {r.max_logit_diff:.2e} > fp32_atol {config.fp32_atol}")
             if config.max_logit_diff is not None and r.max_logit_diff > config.max_logit_diff:

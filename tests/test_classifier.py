@@ -74,13 +74,45 @@ def test_token_limit_follows_the_model(tmp_path, tokenizer, model_type, position
     assert clf.predict_logits([" ".join(["good"] * 300)]).shape == (1, 2)  # truncated to fit, no index error
 
 
+class _Counting:
+    def __init__(self, inner, calls):
+        self.inner, self.calls = inner, calls
+
+    def encode_batch_fast(self, *a, **kw):
+        self.calls.append(1)
+        return self.inner.encode_batch_fast(*a, **kw)
+
+
 def test_inputs_are_tokenised_once(saved, monkeypatch):
     clf = TextClassifier.from_pretrained(saved, config=InferenceConfig(batch_size=2))
     calls = []
     real = clf.tokenizer.__class__.__call__
     monkeypatch.setattr(clf.tokenizer.__class__, "__call__", lambda self, *a, **kw: calls.append(1) or real(self, *a, **kw))
+    clf._rust = _Counting(clf._rust_encoder(), calls)
     clf.predict_logits(TEXTS)
     assert len(calls) == 1
+
+
+PAIRS = [("the film was good .", "the plot was not dull but the acting was weak ."), ("the cast", ""),
+         ("", "the film"), (" ".join(["good"] * 40), "the end"), ("the end", " ".join(["dull"] * 40))]
+
+
+@pytest.mark.parametrize("side,max_length,inputs", [
+    ("right", 512, TEXTS + PAIRS),  # singles and pairs mixed in one call
+    ("right", 12, TEXTS + PAIRS + [" ".join(["good"] * 40)]),  # truncation, longest first on pairs
+    ("left", 12, TEXTS + PAIRS + [" ".join(["good"] * 40)]),
+    ("right", 3, ["the film was good .", ("the film", "was good")]),  # room for the special tokens only
+])
+def test_rust_fast_path_gives_the_transformers_ids(tokenizer, side, max_length, inputs):
+    tokenizer.truncation_side = side
+    try:
+        clf = TextClassifier(lambda f: None, tokenizer, {0: "a", 1: "b"}, InferenceConfig(max_length=max_length))
+        fast = clf._token_ids(inputs)
+        assert clf._rust is not None
+        clf._rust = None  # the transformers call
+        assert fast == clf._token_ids(inputs)
+    finally:
+        tokenizer.truncation_side = "right"
 
 
 @pytest.mark.parametrize("inputs,match", [([1, "x"], "input 0 is a int"), ([None], "input 0 is a NoneType"),
