@@ -14,7 +14,8 @@ PAPER = {"source": "FastFormers (Kim & Hassan Awadalla, 2020, arXiv 2010.13382),
          "instance": "Azure F16s_v2", "step_speedups": None}
 BOOLQ_DEV_QUERIES = 3270  # size of the BoolQ dev set the paper timed
 # int8 graphs tried for every int8 step; the fastest is kept, measured at the threads the step runs with.
-INT8_CANDIDATES = ["int8", "int8-fused", "int8-unfused-ln"]
+INT8_CANDIDATES = ["int8", "int8-fused", "int8-unfused-ln", "int8-attention", "int8-attention-fast-gelu",
+                   "int8-attention-fast-gelu-per-tensor"]
 
 
 @dataclass

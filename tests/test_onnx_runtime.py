@@ -151,6 +151,31 @@ def test_optimize_for_inference_picks_fastest_within_tolerance(tokenizer, tmp_pa
     np.testing.assert_allclose(logits_of(ort_model(out), tokenizer), logits_of(model, tokenizer), atol=0.05)
 
 
+def _weight_scales(onnx_dir):
+    """Sizes of the scales of the graph's int8 weights (1 = one scale per matrix)."""
+    sizes = {i.name: int(np.prod(i.dims)) for i in onnx.load(str(Path(onnx_dir) / "model.onnx")).graph.initializer}
+    return {n: sizes[n[:-len("_quantized")] + "_scale"] for n in sizes
+            if n.endswith("_quantized") and n[:-len("_quantized")] + "_scale" in sizes}
+
+
+@pytest.mark.parametrize("variant,has,lacks,per_tensor", [
+    ("int8-attention", {"QAttention", "LayerNormalization"}, {"SkipLayerNormalization", "FastGelu"}, False),
+    ("int8-attention-fast-gelu", {"QAttention", "FastGelu"}, {"SkipLayerNormalization", "Gelu"}, False),
+    ("int8-attention-fast-gelu-per-tensor", {"QAttention", "FastGelu"}, {"SkipLayerNormalization"}, True),
+])
+def test_variant_recipes_build_the_graphs_they_name(tokenizer, tmp_path, variant, has, lacks, per_tensor):
+    from fastformers_hf.onnx_config import SESSION_DISABLED_OPTIMIZERS
+    from fastformers_hf.onnx_variants import build_candidates
+
+    export = export_onnx(tiny_model("bert"), tmp_path / "fp32", tokenizer=tokenizer)
+    built = build_candidates(export, tmp_path / "work", VariantChoiceConfig(candidates=[variant]))[variant]
+    ops = op_types(built)
+    assert has <= ops and not lacks & ops, ops
+    scales = _weight_scales(built)
+    assert scales and (set(scales.values()) == {1}) == per_tensor, scales
+    assert SESSION_DISABLED_OPTIMIZERS[variant] == ("SkipLayerNormFusion",)  # else ORT fuses Add + LN at load
+
+
 def test_variant_outside_tolerance_is_refused_with_numbers(tokenizer, tmp_path):
     model = tiny_model("bert")
     config = VariantChoiceConfig(candidates=["int8", "int8-fused"], max_logit_diff=0.0, sample_size=8,
