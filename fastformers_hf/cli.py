@@ -15,6 +15,7 @@ COMMANDS = {
     "demo": ("fastformers_hf.commands.demo", "compress on an offline default: MiniLM fine-tuned on generated data -> fast student"),
     "distill": ("fastformers_hf.commands.distill", "distil a fine-tuned teacher into a smaller student"),
     "cascade": ("fastformers_hf.commands.cascade", "calibrate / predict / bench a two-tier confidence cascade"),
+    "prune": ("fastformers_hf.commands.prune", "remove attention heads and FFN neurons (first-order importance)"),
     "compress": ("fastformers_hf.commands.compress", "distil, prune, quantize, measure and card a model in one go"),
     "onnx": ("fastformers_hf.commands.onnx", "export to ONNX Runtime and keep the fastest variant within a tolerance"),
     "push": ("fastformers_hf.commands.push", "push a compressed model (+ ONNX variants) with its model card"),
