@@ -38,6 +38,9 @@ from fastformers_hf.cascade import confidence_scores, measure_throughput, softma
 from fastformers_hf.data import load_local_split  # noqa: E402
 from fastformers_hf.io_utils import read_json, write_json  # noqa: E402
 from fastformers_hf.measurements import machine_description  # noqa: E402
+from fastformers_hf.onnx_config import VARIANTS, is_quantized  # noqa: E402
+
+INT8_VARIANTS = [v for v in VARIANTS if is_quantized(v)]  # every int8 recipe is a candidate; the fastest kept wins
 
 TARGETS = (0.99, 0.98)
 
@@ -79,13 +82,14 @@ def tier1_sources(spec: str) -> dict[str, Path]:
 
 
 def int8_build(src: Path, out: Path, calib_ds, tolerance: float) -> Path:
-    """Cached: rebuilt only when the source weights changed after the last build."""
+    """Cached: rebuilt only when the source weights changed after the last build, or the candidates did."""
     done = out / "onnx_variants.json"
     weights = [p for p in src.iterdir() if p.suffix in (".safetensors", ".bin")]
-    if done.exists() and all(p.stat().st_mtime <= done.stat().st_mtime for p in weights):
+    if (done.exists() and all(p.stat().st_mtime <= done.stat().st_mtime for p in weights)
+            and read_json(done).get("config", {}).get("candidates") == INT8_VARIANTS):
         return out
     log(f"int8 build of {src} -> {out}")
-    config = VariantChoiceConfig(candidates=["int8", "int8-fused", "int8-then-fused"], tolerance=tolerance)
+    config = VariantChoiceConfig(candidates=INT8_VARIANTS, tolerance=tolerance)
     return optimize_for_inference(src, out, eval_dataset=calib_ds, config=config)
 
 
