@@ -26,6 +26,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import dataclasses  # noqa: E402
+import json  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -82,14 +83,14 @@ def tier1_sources(spec: str) -> dict[str, Path]:
 
 
 def int8_build(src: Path, out: Path, calib_ds, tolerance: float) -> Path:
-    """Cached: rebuilt only when the source weights changed after the last build, or the candidates did."""
+    """Cached: rebuilt only when the source weights changed after the last build, or the choice settings did."""
     done = out / "onnx_variants.json"
     weights = [p for p in src.iterdir() if p.suffix in (".safetensors", ".bin")]
+    config = VariantChoiceConfig(candidates=INT8_VARIANTS, tolerance=tolerance)
     if (done.exists() and all(p.stat().st_mtime <= done.stat().st_mtime for p in weights)
-            and read_json(done).get("config", {}).get("candidates") == INT8_VARIANTS):
+            and read_json(done).get("config") == json.loads(json.dumps(config.to_dict()))):
         return out
     log(f"int8 build of {src} -> {out}")
-    config = VariantChoiceConfig(candidates=INT8_VARIANTS, tolerance=tolerance)
     return optimize_for_inference(src, out, eval_dataset=calib_ds, config=config)
 
 

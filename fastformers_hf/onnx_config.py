@@ -149,12 +149,16 @@ class VariantChoiceConfig:
 
     A candidate is kept only if it loses at most ``tolerance`` accuracy points against the PyTorch model: on the
     labelled eval set when there is one, otherwise measured as the share of sample predictions that disagree with
-    PyTorch (an upper bound on the accuracy it can lose). Among those kept, the fastest at batch 1 wins.
+    PyTorch (an upper bound on the accuracy it can lose). Among those kept, the fastest at batch 1 wins; those within
+    ``speed_margin`` of its latency count as equally fast, and the one that loses the fewest points among them wins.
     """
 
     candidates: list[str] = field(
         default_factory=lambda: list(VARIANTS), metadata={"help": f"Variants to build: {', '.join(VARIANTS)}."})
     tolerance: float = field(default=1.0, metadata={"help": "Accuracy points a variant may lose against PyTorch fp32."})
+    speed_margin: float = field(
+        default=0.03, metadata={"help": "Variants within this fraction of the fastest one's latency count as equally "
+                                        "fast; among them the one that loses the fewest points wins."})
     max_logit_diff: float | None = field(
         default=None, metadata={"help": "Optional bound on the largest |logit - PyTorch logit| for every variant."})
     fp32_atol: float = field(
@@ -204,6 +208,8 @@ class VariantChoiceConfig:
             raise FastFormersError(
                 f"quantization_preset {self.quantization_preset!r} is unknown; "
                 f"use auto or one of {', '.join(QUANTIZATION_PRESETS)}.")
+        if not 0 <= self.speed_margin < 1:
+            raise FastFormersError(f"speed_margin is a fraction of the fastest latency in [0, 1), got {self.speed_margin}.")
         if self.sample_size < 1 or self.latency_repeats < 1 or self.warmup < 0:
             raise FastFormersError("sample_size and latency_repeats must be >= 1 and warmup >= 0.")
 

@@ -261,9 +261,19 @@ class VariantChoice:
         return "\n".join(rows)
 
 
+def pick_variant(kept: list[VariantResult], speed_margin: float) -> str:
+    """The fastest kept variant, except that variants within ``speed_margin`` (a fraction) of its latency count as
+    equally fast and the one that loses the fewest points among them wins (then the faster): timings on a shared
+    machine move by a few percent, accuracy lost for a gain inside that noise is not worth it."""
+    fastest = min(r.latency["mean_ms"] for r in kept)
+    tied = [r for r in kept if r.latency["mean_ms"] <= fastest * (1 + speed_margin)]
+    return min(tied, key=lambda r: (round(r.loss_points, 6), r.latency["mean_ms"])).name
+
+
 def choose_variant(model, tokenizer, candidates: Mapping[str, Path | str], eval_dataset=None,
                    config: VariantChoiceConfig | None = None, latency_dataset=None) -> VariantChoice:
-    """Check every candidate against ``model`` (PyTorch), time them, and pick the fastest within tolerance.
+    """Check every candidate against ``model`` (PyTorch), time them, and pick the fastest within tolerance
+    (:func:`pick_variant`: near-ties in speed go to the more accurate).
 
     ``candidates`` maps names to ONNX directories (as from :func:`build_candidates`). Accuracy is checked on
     ``eval_dataset``; timing uses ``config.sample_size`` inputs of ``latency_dataset`` when given (inputs shaped
@@ -347,7 +357,7 @@ def choose_variant(model, tokenizer, candidates: Mapping[str, Path | str], eval_
         if reference["latency"] and r.latency:
             r.speedup_vs_pytorch = reference["latency"]["mean_ms"] / r.latency["mean_ms"]
     kept = [r for r in results if r.passed]
-    choice = VariantChoice(chosen=min(kept, key=lambda r: r.latency["mean_ms"]).name if kept else "",
+    choice = VariantChoice(chosen=pick_variant(kept, config.speed_margin) if kept else "",
                            results=results, reference=reference, data=data, config=config.to_dict(),
                            other_cpu_load=load_seen, machine=machine_description())
     if not kept:
@@ -421,7 +431,8 @@ def optimize_for_inference(model_or_dir, save_dir: str | os.PathLike, eval_datas
             write_json(out / REPORT_FILE, choice.to_dict())
             (out / REPORT_MD).write_text(
                 f"# ONNX variant choice\n\nChosen: **{choice.chosen}** (fastest within {config.tolerance} accuracy "
-                f"points of PyTorch fp32), checked on {choice.data}, timed on {choice.reference['timed_on']}, batch 1, "
+                f"points of PyTorch fp32; variants within {100 * config.speed_margin:g}% of the fastest latency count "
+                f"as equally fast and the most accurate of them wins), checked on {choice.data}, timed on {choice.reference['timed_on']}, batch 1, "
                 f"{config.session.intra_op_num_threads} thread(s), other processes using "
                 f"{choice.other_cpu_load['other_load_cores']} cores.\n\n{choice.table()}\n", encoding="utf-8")
             _record(out, choice)

@@ -141,7 +141,9 @@ def test_optimize_for_inference_picks_fastest_within_tolerance(tokenizer, tmp_pa
     results = {r["name"]: r for r in report["results"]}
     assert set(results) == set(config.candidates)
     kept = [r for r in results.values() if r["passed"]]
-    assert report["chosen"] == min(kept, key=lambda r: r["latency"]["mean_ms"])["name"]
+    fastest, chosen = min(r["latency"]["mean_ms"] for r in kept), results[report["chosen"]]
+    near = [r for r in kept if r["latency"]["mean_ms"] <= fastest * (1 + config.speed_margin)]
+    assert chosen in near and chosen["loss_points"] == min(r["loss_points"] for r in near)
     assert all(r["accuracy_drop_points"] <= 5.0 for r in kept)
     assert results["fp32"]["max_logit_diff"] < 1e-4 and results["int8"]["max_logit_diff"] > 0
     assert report["reference"]["latency"]["mean_ms"] > 0 and "other_load_cores" in report["other_cpu_load"]
@@ -176,6 +178,19 @@ def test_variant_recipes_build_the_graphs_they_name(tokenizer, tmp_path, variant
     scales = _weight_scales(built)
     assert scales and (set(scales.values()) == {1}) == per_tensor, scales
     assert SESSION_DISABLED_OPTIMIZERS[variant] == ("SkipLayerNormFusion",)  # else ORT fuses Add + LN at load
+
+
+@pytest.mark.parametrize("timings,margin,expected", [
+    ({"a": (1.00, 0.5), "b": (1.02, 0.0), "c": (1.50, -1.0)}, 0.03, "b"),  # b is as fast within noise and loses less
+    ({"a": (1.00, 0.5), "b": (1.02, 0.0)}, 0.0, "a"),  # no margin: strictly the fastest
+    ({"a": (1.00, 0.5), "b": (1.10, 0.0)}, 0.03, "a"),  # b is really slower
+    ({"a": (1.01, 0.0), "b": (1.00, 0.0)}, 0.03, "b"),  # equal loss: the faster
+])
+def test_near_ties_in_speed_go_to_the_more_accurate_variant(timings, margin, expected):
+    from fastformers_hf.onnx_variants import VariantResult, pick_variant
+
+    kept = [VariantResult(n, [], True, loss_points=loss, latency={"mean_ms": ms}) for n, (ms, loss) in timings.items()]
+    assert pick_variant(kept, margin) == expected
 
 
 def test_variant_outside_tolerance_is_refused_with_numbers(tokenizer, tmp_path):
