@@ -132,10 +132,12 @@ def optimum_plain(model_dir: Path, target: Path) -> Path:
 
 
 def ours(model_dir: Path, target: Path, args, dev, latency_feats=None) -> Path:
-    if not (target / "onnx_variants.json").exists():
+    """Cached: chosen again when the choice settings (candidates, tolerance, rule) changed since the last run."""
+    config = VariantChoiceConfig(tolerance=args.tolerance, latency_repeats=3, sample_size=200, data_name="sst2-dev",
+                                 latency_data_name=None if latency_feats is None else "boolq-like")
+    done = read_json(target / "onnx_variants.json") or {}
+    if done.get("config") != json.loads(json.dumps(config.to_dict())):
         log(f"choosing our variant -> {target}")
-        config = VariantChoiceConfig(tolerance=args.tolerance, latency_repeats=3, sample_size=200, data_name="sst2-dev",
-                                     latency_data_name=None if latency_feats is None else "boolq-like")
         optimize_for_inference(model_dir, target, eval_dataset=dev, config=config,
                                latency_dataset=None if latency_feats is None else as_dataset(latency_feats))
     return target
