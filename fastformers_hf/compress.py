@@ -167,7 +167,9 @@ class CompressPipeline:
                                     lambda tmp: self._prune(tmp, student_dir, scoring))
             student_dir = self.stage("3-redistill", c.settings("redistill_steps", "temperature", "learning_rate"),
                                      lambda tmp: self._distil(tmp, pruned_dir, train, c.redistill_steps))
-        onnx_dir = self.stage("4-onnx", c.settings("onnx_tolerance", "quantization_preset", "threads"),
+        # The whole choice config is in the fingerprint: new variant recipes or a new choice rule mean a new choice.
+        onnx_dir = self.stage("4-onnx", {**c.settings("onnx_tolerance", "quantization_preset", "threads"),
+                                         "variant_choice": self._variant_config().to_dict()},
                               lambda tmp: self._onnx(tmp, student_dir))
         final_dir = self.stage("5-final", c.settings("latency_samples", "threads"),
                                lambda tmp: self._final(tmp, student_dir, onnx_dir))
@@ -253,14 +255,17 @@ class CompressPipeline:
                 "parameters": sum(p.numel() for p in model.parameters()),
                 "heads_per_layer": record["heads_per_layer"], "ffn_width_per_layer": record["ffn_width_per_layer"]}
 
-    def _onnx(self, tmp: Path, student_dir: Path) -> dict:
+    def _variant_config(self):
         from .onnx_config import SessionConfig, VariantChoiceConfig
-        from .onnx_variants import optimize_for_inference
 
         c = self.config
-        config = VariantChoiceConfig(tolerance=c.onnx_tolerance, quantization_preset=c.quantization_preset,
-                                     max_length=c.max_length, session=SessionConfig(intra_op_num_threads=c.threads))
-        optimize_for_inference(student_dir, tmp, eval_dataset=self.raw["validation"], config=config)
+        return VariantChoiceConfig(tolerance=c.onnx_tolerance, quantization_preset=c.quantization_preset,
+                                   max_length=c.max_length, session=SessionConfig(intra_op_num_threads=c.threads))
+
+    def _onnx(self, tmp: Path, student_dir: Path) -> dict:
+        from .onnx_variants import optimize_for_inference
+
+        optimize_for_inference(student_dir, tmp, eval_dataset=self.raw["validation"], config=self._variant_config())
         report = read_json(tmp / "onnx_variants.json") or {}
         return {"chosen": report.get("chosen")}
 

@@ -34,7 +34,7 @@ def stages_run(log):
     return [line.split("]")[0][1:] for line in log if line.endswith("running")]
 
 
-def test_compress_runs_every_stage_then_resumes(setup, tmp_path):
+def test_compress_runs_every_stage_then_resumes(setup, tmp_path, monkeypatch):
     out = tmp_path / "out"
     log = []
     summary = CompressPipeline(parse(argv(setup, out)), log=log.append).run()
@@ -56,6 +56,13 @@ def test_compress_runs_every_stage_then_resumes(setup, tmp_path):
     log.clear()  # a changed re-distillation setting reruns from that stage on
     CompressPipeline(parse(argv(setup, out, "--redistill_steps", "3")), log=log.append).run()
     assert stages_run(log) == ["3-redistill", "4-onnx", "5-final"]
+
+    log.clear()  # other variant recipes (a new release): the ONNX variant is chosen again, training is kept
+    from fastformers_hf import onnx_config
+
+    monkeypatch.setattr(onnx_config, "VARIANTS", {k: v for k, v in onnx_config.VARIANTS.items() if k != "fp32-fused"})
+    CompressPipeline(parse(argv(setup, out, "--redistill_steps", "3")), log=log.append).run()
+    assert stages_run(log) == ["4-onnx", "5-final"]
 
 
 def test_interrupted_stage_leaves_nothing_and_rerun_continues(setup, tmp_path, monkeypatch):
