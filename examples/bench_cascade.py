@@ -26,7 +26,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import dataclasses  # noqa: E402
-import json  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -40,6 +39,7 @@ from fastformers_hf.data import load_local_split  # noqa: E402
 from fastformers_hf.io_utils import read_json, write_json  # noqa: E402
 from fastformers_hf.measurements import machine_description  # noqa: E402
 from fastformers_hf.onnx_config import VARIANTS, is_quantized  # noqa: E402
+from fastformers_hf.onnx_variants import chosen_with  # noqa: E402
 
 INT8_VARIANTS = [v for v in VARIANTS if is_quantized(v)]  # every int8 recipe is a candidate; the fastest kept wins
 
@@ -87,8 +87,7 @@ def int8_build(src: Path, out: Path, calib_ds, tolerance: float) -> Path:
     done = out / "onnx_variants.json"
     weights = [p for p in src.iterdir() if p.suffix in (".safetensors", ".bin")]
     config = VariantChoiceConfig(candidates=INT8_VARIANTS, tolerance=tolerance)
-    if (done.exists() and all(p.stat().st_mtime <= done.stat().st_mtime for p in weights)
-            and read_json(done).get("config") == json.loads(json.dumps(config.to_dict()))):
+    if done.exists() and all(p.stat().st_mtime <= done.stat().st_mtime for p in weights) and chosen_with(out, config):
         return out
     log(f"int8 build of {src} -> {out}")
     return optimize_for_inference(src, out, eval_dataset=calib_ds, config=config)

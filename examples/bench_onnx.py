@@ -29,7 +29,7 @@ from fastformers_hf import SessionConfig, VariantChoiceConfig, load_task_data, o
 from fastformers_hf.io_utils import atomic_output_dir, read_json, write_json
 from fastformers_hf.measurements import machine_description, record_measurement
 from fastformers_hf.onnx_runtime import inference_session, load_pytorch_model, model_size_bytes
-from fastformers_hf.onnx_variants import ort_runner, pytorch_runner
+from fastformers_hf.onnx_variants import chosen_with, ort_runner, pytorch_runner
 from fastformers_hf.timing import LoadMonitor
 
 warnings.filterwarnings("ignore", message=".*torch.ao.quantization.*")  # deprecation notice of quantize_dynamic
@@ -135,8 +135,7 @@ def ours(model_dir: Path, target: Path, args, dev, latency_feats=None) -> Path:
     """Cached: chosen again when the choice settings (candidates, tolerance, rule) changed since the last run."""
     config = VariantChoiceConfig(tolerance=args.tolerance, latency_repeats=3, sample_size=200, data_name="sst2-dev",
                                  latency_data_name=None if latency_feats is None else "boolq-like")
-    done = read_json(target / "onnx_variants.json") or {}
-    if done.get("config") != json.loads(json.dumps(config.to_dict())):
+    if not chosen_with(target, config):
         log(f"choosing our variant -> {target}")
         optimize_for_inference(model_dir, target, eval_dataset=dev, config=config,
                                latency_dataset=None if latency_feats is None else as_dataset(latency_feats))

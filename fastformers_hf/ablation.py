@@ -203,13 +203,11 @@ def _save_model(model, tokenizer, path: Path) -> Path:
 
 
 def _variant_dir(source: Path, target: Path, config, **kwargs) -> Path:
-    """``optimize_for_inference(source, target)`` unless ``target`` already holds its result for the same candidates,
-    choice rule and thread count (the fastest int8 graph depends on the threads it runs with)."""
-    from .onnx_variants import REPORT_FILE, optimize_for_inference
+    """``optimize_for_inference(source, target)`` unless ``target`` already holds its result for the same settings
+    (candidates, choice rule, thread count: the fastest int8 graph depends on the threads it runs with)."""
+    from .onnx_variants import chosen_with, optimize_for_inference
 
-    done = (read_json(target / REPORT_FILE) or {}).get("config", {})
-    if (done.get("candidates") != list(config.candidates) or done.get("speed_margin") != config.speed_margin
-            or done.get("session", {}).get("intra_op_num_threads") != config.session.intra_op_num_threads):
+    if not chosen_with(target, config):
         optimize_for_inference(source, target, config=config, **kwargs)
     return target
 

@@ -147,8 +147,8 @@ class TextClassifier:
         call a single text would get the pairs' extra [SEP].
 
         Fast tokenizers are called through their Rust ``encode_batch_fast``: the same ids as the ``transformers``
-        call, without the character offsets it computes and we never use (measured here: ~20% less tokenising
-        time on ~140-token pairs, where tokenising is ~8% of a small int8 model's serving time)."""
+        call, without the character offsets it computes and we never use (timed once here, ad hoc: ~20% less
+        tokenising time on ~140-token pairs, where tokenising is ~8% of a small int8 model's serving time)."""
         rust = self._rust_encoder()
         if rust is not None:
             fields = self._rust_fields

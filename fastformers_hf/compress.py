@@ -279,12 +279,8 @@ class CompressPipeline:
 
     def _accuracy(self, clf) -> float:
         split = self.raw["validation"]
-        texts = self._texts(split)
+        texts = self.task.inputs(split)
         return float(np.mean(clf.predict_logits(texts).argmax(-1) == np.asarray(split[self.task.label_field])))
-
-    def _texts(self, split):
-        cols = [list(split[f]) for f in self.task.text_fields]
-        return cols[0] if len(cols) == 1 else list(zip(*cols))
 
     def _final(self, tmp: Path, student_dir: Path, onnx_dir: Path) -> dict:
         """The deliverable: the PyTorch student + its chosen ONNX variant in ``onnx/``, measured against the teacher
@@ -305,7 +301,7 @@ class CompressPipeline:
         accuracy = {name: self._accuracy(TextClassifier(m.runner, m.tokenizer, m.id2label,
                                                         InferenceConfig(batch_size=32, max_length=c.max_length)))
                     for name, m in models.items()}
-        texts = self._texts(self.raw["validation"])[: c.latency_samples]
+        texts = self.task.inputs(self.raw["validation"])[: c.latency_samples]
         times = {name: [] for name in models}
         monitor = LoadMonitor()
         with monitor.watch():

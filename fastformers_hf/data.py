@@ -18,6 +18,11 @@ class TaskSpec:
     label_field: str = "label"
     metric: str = "accuracy"
 
+    def inputs(self, split) -> list:
+        """The split's model inputs in order: texts, or (text, text) pairs for two-text tasks."""
+        cols = [list(split[f]) for f in self.text_fields]
+        return cols[0] if len(cols) == 1 else list(zip(*cols))
+
 
 TASKS: dict[str, TaskSpec] = {
     "sst2": TaskSpec(("sentence",), ("negative", "positive")),

@@ -57,7 +57,8 @@ def is_quantized(variant: str) -> bool:
 # The int8-attention ones (SST-2 sentences, pruned student, 1 thread: 10-15% faster than int8-unfused-ln; ~140-token
 # pairs: 1-4%) are loaded the same way, else ORT would fuse their Add + LayerNormalization at load.
 SESSION_DISABLED_OPTIMIZERS: dict[str, tuple[str, ...]] = {
-    name: ("SkipLayerNormFusion",) for name in VARIANTS if name == "int8-unfused-ln" or name.startswith("int8-attention")}
+    name: ("SkipLayerNormFusion",) for name in ("int8-unfused-ln", "int8-attention", "int8-attention-fast-gelu",
+                                                "int8-attention-fast-gelu-per-tensor")}
 SESSION_FILE = "ort_session.json"
 
 _GRAPH_LEVELS = ("disable", "basic", "extended", "all")

@@ -310,8 +310,8 @@ def optimize_onnx(onnx_dir: str | os.PathLike, save_dir: str | os.PathLike, leve
     ``level`` is a preset (O1 general only, O2 + transformer fusions, O3 + fast GELU, O4 + fp16 for GPU) or an
     ``optimum.onnxruntime.OptimizationConfig`` (or a dict of its fields); ``changes`` sets some of its fields on
     top (e.g. ``{"disable_skip_layer_norm_fusion": True}``). Head-pruned graphs fuse correctly: ORT reads the head
-    counts from the graph; its "Input hidden size ... is not same as weight matrix" log is only a warning.
-    Returns ``save_dir``.
+    counts from the graph (its "Input hidden size ... is not same as weight matrix" log, noise for them, is
+    dropped). Returns ``save_dir``.
     """
     config = _optimization_config(level, for_gpu, changes)
     label = level if isinstance(level, str) else "custom"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 import os
 import shutil
 import tempfile
@@ -20,7 +21,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from .errors import FastFormersError
-from .io_utils import atomic_output_dir, write_json
+from .io_utils import atomic_output_dir, read_json, write_json
 from .onnx_config import SESSION_DISABLED_OPTIMIZERS, SESSION_FILE, STEPS, VARIANTS, VariantChoiceConfig, is_quantized
 from .onnx_runtime import (_record_step, _refuse_overwriting_input, export_onnx, inference_session, load_pytorch_model,
                            load_tokenizer, model_size_bytes, optimize_onnx, quantize_onnx)
@@ -391,6 +392,13 @@ def _record(save_dir: Path, choice: VariantChoice) -> None:
             record_measurement(save_dir, "label_agreement", r.label_agreement, variant=variant, **common)
 
 
+def chosen_with(save_dir: str | os.PathLike, config: VariantChoiceConfig) -> bool:
+    """Whether ``save_dir`` holds a variant chosen with exactly these settings (candidates, tolerance, choice rule,
+    threads, ...): callers that cache a choice rebuild it when the settings, or the recipes they name, changed."""
+    done = read_json(Path(save_dir) / REPORT_FILE) or {}
+    return done.get("config") == json.loads(json.dumps(config.to_dict()))  # JSON round trip: tuples become lists
+
+
 def optimize_for_inference(model_or_dir, save_dir: str | os.PathLike, eval_dataset=None, tolerance: float | None = None,
                            tokenizer=None, config: VariantChoiceConfig | None = None, latency_dataset=None,
                            work_dir: str | os.PathLike | None = None, overwrite: bool = True) -> Path:
@@ -432,8 +440,8 @@ def optimize_for_inference(model_or_dir, save_dir: str | os.PathLike, eval_datas
             (out / REPORT_MD).write_text(
                 f"# ONNX variant choice\n\nChosen: **{choice.chosen}** (fastest within {config.tolerance} accuracy "
                 f"points of PyTorch fp32; variants within {100 * config.speed_margin:g}% of the fastest latency count "
-                f"as equally fast and the most accurate of them wins), checked on {choice.data}, timed on {choice.reference['timed_on']}, batch 1, "
-                f"{config.session.intra_op_num_threads} thread(s), other processes using "
+                f"as equally fast and the most accurate of them wins), checked on {choice.data}, timed on "
+                f"{choice.reference['timed_on']}, batch 1, {config.session.intra_op_num_threads} thread(s), other processes using "
                 f"{choice.other_cpu_load['other_load_cores']} cores.\n\n{choice.table()}\n", encoding="utf-8")
             _record(out, choice)
             _record_step(out, {"step": "onnx_choose_variant", "variant": choice.chosen, "tolerance": config.tolerance,

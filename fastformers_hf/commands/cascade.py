@@ -82,8 +82,7 @@ def _inputs_of(ds, task):
     from ..data import check_columns
 
     check_columns(ds, task.text_fields, "data")
-    cols = [ds[f] for f in task.text_fields]
-    return list(cols[0]) if len(cols) == 1 else list(zip(*cols))
+    return task.inputs(ds)
 
 
 def calibrate(argv) -> int:

@@ -48,8 +48,7 @@ class PruneArguments:
 def _accuracy(model, tokenizer, split, task, max_length: int) -> float:
     from ..classifier import InferenceConfig, TextClassifier
 
-    cols = [list(split[f]) for f in task.text_fields]
-    texts = cols[0] if len(cols) == 1 else list(zip(*cols))
+    texts = task.inputs(split)
     clf = TextClassifier.from_pretrained(model, tokenizer=tokenizer, config=InferenceConfig(batch_size=64,
                                                                                              max_length=max_length))
     return float(np.mean(clf.predict_logits(texts).argmax(-1) == np.asarray(split[task.label_field])))
