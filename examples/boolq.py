@@ -28,8 +28,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, HfAr
 
 from fastformers_hf import (DistillationConfig, DistillationTrainer, FastFormersError, cache_teacher_logits,
                             compute_metrics, load_task_data, make_student, tokenize)
-from fastformers_hf.data import TASKS
-from fastformers_hf.synthetic import NEGATIVE, POSITIVE, SUBJECTS
+from fastformers_hf.tasks.data import TASKS
+from fastformers_hf.tasks.synthetic import NEGATIVE, POSITIVE, SUBJECTS
 
 TEXT_FIELDS = TASKS["boolq"].text_fields  # ("question", "passage"): encoded as one pair, [SEP] between
 LABELS = {0: "False", 1: "True"}

@@ -17,7 +17,7 @@ import numpy as np
 from transformers import HfArgumentParser
 
 from fastformers_hf import CascadeClassifier, load_task_data
-from fastformers_hf.data import get_task
+from fastformers_hf.tasks.data import get_task
 
 
 @dataclass

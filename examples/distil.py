@@ -20,7 +20,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, HfAr
 
 from fastformers_hf import (DistillationConfig, DistillationTrainer, FastFormersError, cache_teacher_logits,
                             compute_metrics, load_task_data, make_student, record_measurement, tokenize)
-from fastformers_hf.data import get_task
+from fastformers_hf.tasks.data import get_task
 
 
 @dataclass

@@ -22,9 +22,9 @@ from transformers import AutoTokenizer, HfArgumentParser
 
 from fastformers_hf import (VariantChoiceConfig, export_onnx, load_task_data, optimize_for_inference, optimize_onnx,
                             quantize_onnx)
-from fastformers_hf.data import get_task
-from fastformers_hf.io_utils import read_json
-from fastformers_hf.onnx_config import VARIANTS, default_quantization_preset
+from fastformers_hf.tasks.data import get_task
+from fastformers_hf.utils.io import read_json
+from fastformers_hf.onnx.config import VARIANTS, default_quantization_preset
 
 
 @dataclass

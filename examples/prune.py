@@ -22,7 +22,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, HfAr
 from fastformers_hf import (DistillationConfig, DistillationTrainer, FastFormersError, StructuredPruningCallback,
                             cache_teacher_logits, compression_record, compute_metrics, held_out_split, load_pruned,
                             load_task_data, record_measurement, tokenize)
-from fastformers_hf.data import get_task
+from fastformers_hf.tasks.data import get_task
 
 
 @dataclass

@@ -23,7 +23,7 @@ from typing import Any, Mapping
 
 from .architectures import ARCHITECTURES
 from .errors import FastFormersError
-from .io_utils import read_json
+from .utils.io import read_json
 from .shape_record import compression_record
 
 ONNX_FOLDER = "onnx"
@@ -97,7 +97,7 @@ def _check_loads(model_dir: Path, config: Mapping[str, Any], record: Mapping[str
 
     widths = record.get("ffn_width_per_layer") or []
     if len(set(widths)) > 1:  # per-layer FFN widths: plain from_pretrained cannot build them
-        from .pruning import load_pruned
+        from .pruning.structured import load_pruned
 
         load_pruned(model_dir)
         return "fastformers_hf.load_pruned"

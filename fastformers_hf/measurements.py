@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .io_utils import read_json, write_json
+from .utils.io import read_json, write_json
 
 MEASUREMENTS_FILE = "fastformers_measurements.json"
 

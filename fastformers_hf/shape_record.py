@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .io_utils import read_json
+from .utils.io import read_json
 
 CONFIG_KEY = "fastformers"
 RECORD_VERSION = 1

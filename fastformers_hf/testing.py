@@ -7,7 +7,7 @@ from pathlib import Path
 
 from transformers import AutoConfig, AutoModelForSequenceClassification, BertTokenizerFast
 
-from .synthetic import VOCABULARY
+from .tasks.synthetic import VOCABULARY
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 

@@ -25,8 +25,8 @@ def tokenizer(tmp_path_factory):
 @pytest.fixture(scope="session")
 def sentiment_data(tokenizer):
     """Tokenised generated sentiment data: train 600, validation 200."""
-    from fastformers_hf.data import tokenize
-    from fastformers_hf.synthetic import make_sentiment_data
+    from fastformers_hf.tasks.data import tokenize
+    from fastformers_hf.tasks.synthetic import make_sentiment_data
 
     return tokenize(make_sentiment_data(600, 200, seed=1), tokenizer, max_length=32)
 

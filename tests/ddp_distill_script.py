@@ -5,7 +5,7 @@ import sys
 import torch
 
 from fastformers_hf import DistillationConfig, DistillationTrainer, make_student, tokenize
-from fastformers_hf.synthetic import make_sentiment_data
+from fastformers_hf.tasks.synthetic import make_sentiment_data
 from fastformers_hf.testing import tiny_model, tiny_tokenizer
 
 out = sys.argv[1]

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from fastformers_hf import FastFormersError
-from fastformers_hf.ablation import (AblationConfig, Step, boolq_like_pairs, chain_rows, checks, markdown_table,
+from fastformers_hf.benchmarks.ablation import (AblationConfig, Step, boolq_like_pairs, chain_rows, checks, markdown_table,
                                      stratified)
 
 
@@ -83,9 +83,9 @@ def test_bad_settings(kwargs, match):
 
 def test_int8_builds_choose_per_thread_count_and_are_cached(tmp_path):
     from fastformers_hf import VariantChoiceConfig, prune
-    from fastformers_hf.ablation import _int8_builds
+    from fastformers_hf.benchmarks.ablation import _int8_builds
     from fastformers_hf.testing import tiny_model, tiny_tokenizer
-    from fastformers_hf.io_utils import read_json
+    from fastformers_hf.utils.io import read_json
 
     tokenizer = tiny_tokenizer()
     for name, model in [("student", tiny_model("bert")), ("pruned", prune(tiny_model("bert"), heads_per_layer=2,

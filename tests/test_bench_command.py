@@ -3,7 +3,7 @@ import json
 import pytest
 
 from fastformers_hf.cli import main
-from fastformers_hf.synthetic import make_sentiment_data
+from fastformers_hf.tasks.synthetic import make_sentiment_data
 from fastformers_hf.testing import tiny_model
 
 

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from fastformers_hf import CascadeClassifier, CascadeConfig, FastFormersError, cascade_curve
-from fastformers_hf.cascade import confidence_scores, fit_temperature, measure_throughput, softmax
-from fastformers_hf.classifier import TextClassifier
-from fastformers_hf.metrics import METRICS
-from fastformers_hf.synthetic import make_sentiment_data
+from fastformers_hf.cascade.model import confidence_scores, fit_temperature, measure_throughput, softmax
+from fastformers_hf.inference.classifier import TextClassifier
+from fastformers_hf.tasks.metrics import METRICS
+from fastformers_hf.tasks.synthetic import make_sentiment_data
 from fastformers_hf.testing import tiny_model, tiny_tokenizer
 
 DATA = make_sentiment_data(10, 48, seed=5)["validation"]

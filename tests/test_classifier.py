@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from fastformers_hf import FastFormersError
-from fastformers_hf.classifier import InferenceConfig, TextClassifier
+from fastformers_hf.inference.classifier import InferenceConfig, TextClassifier
 from fastformers_hf.testing import tiny_model
 
 TEXTS = ["the film was good .", "the plot was not dull but the acting was weak .", "", "the cast"]

@@ -32,7 +32,7 @@ def test_bad_arguments_give_one_line_error_not_traceback(argv, match):
 
 
 def _glue_folder(path):
-    from fastformers_hf.synthetic import make_sentiment_data
+    from fastformers_hf.tasks.synthetic import make_sentiment_data
 
     path.mkdir()
     raw = make_sentiment_data(200, 50, seed=3)

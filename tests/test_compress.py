@@ -5,7 +5,7 @@ import pytest
 
 from fastformers_hf import FastFormersError
 from fastformers_hf.cli import main
-from fastformers_hf.compress import CompressPipeline
+from fastformers_hf.pipeline.compress import CompressPipeline
 from fastformers_hf.commands.compress import parse
 
 
@@ -14,7 +14,7 @@ def setup(tmp_path_factory, trained_teacher, tokenizer):
     root = tmp_path_factory.mktemp("compress")
     trained_teacher.save_pretrained(root / "teacher")
     tokenizer.save_pretrained(root / "teacher")
-    from fastformers_hf.synthetic import make_sentiment_data
+    from fastformers_hf.tasks.synthetic import make_sentiment_data
 
     raw = make_sentiment_data(400, 80, seed=5)
     (root / "data").mkdir()

@@ -2,7 +2,7 @@ import pytest
 from transformers import DataCollatorWithPadding
 
 from fastformers_hf import FastFormersError, classification_metrics, load_task_data, tokenize
-from fastformers_hf.io_utils import atomic_output_dir
+from fastformers_hf.utils.io import atomic_output_dir
 
 
 def write_glue(folder, header, rows):

@@ -15,7 +15,7 @@ from fastformers_hf import (
     make_student,
     soft_cross_entropy,
 )
-from fastformers_hf.distillation_trainer import layer_map
+from fastformers_hf.distillation.trainer import layer_map
 from fastformers_hf.testing import tiny_model
 
 

@@ -20,12 +20,13 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from fastformers_hf import compression_record, load_measurements, load_pruned
-from fastformers_hf.synthetic import make_sentiment_data
+from fastformers_hf.tasks.synthetic import make_sentiment_data
 
 sys.path.insert(0, str(Path(__file__).parent))
 from hub_server import HubServer  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 TOKEN = "hf_test_write_token"
 # A few steps of tiny-model training, nothing saved mid-run, no logging integrations.
 TRAIN = ["--max_steps", "6", "--per_device_train_batch_size", "16", "--per_device_eval_batch_size", "64",
@@ -34,8 +35,10 @@ TRAIN = ["--max_steps", "6", "--per_device_train_batch_size", "16", "--per_devic
 
 
 def load_example(name: str):
-    """examples/<name>.py as a module (registered first: its dataclasses look their module up while being built)."""
-    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    """examples/<name>.py (or benchmarks/<name>.py) as a module (registered first: its dataclasses look their module
+    up while being built)."""
+    folder = BENCHMARKS if name.startswith("bench_") else EXAMPLES
+    spec = importlib.util.spec_from_file_location(f"example_{name}", folder / f"{name}.py")
     module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -11,7 +11,7 @@ import torch
 
 from fastformers_hf import (FastFormersError, SessionConfig, VariantChoiceConfig, export_onnx, load_measurements,
                             optimize_for_inference, optimize_onnx, quantize_onnx, to_fp16)
-from fastformers_hf.synthetic import make_sentiment_data
+from fastformers_hf.tasks.synthetic import make_sentiment_data
 from fastformers_hf.testing import tiny_config, tiny_model
 
 warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
@@ -90,7 +90,7 @@ def test_export_from_directory_keeps_pruned_shape(tokenizer, tmp_path):
 
 
 def test_per_layer_ffn_widths_from_prune(tokenizer, tmp_path):
-    pruning = pytest.importorskip("fastformers_hf.pruning")
+    pruning = pytest.importorskip("fastformers_hf.pruning.structured")
     model = tiny_model("bert")
     pruning.prune(model, heads_per_layer=[3, 2, 4, 1], ffn_width=[64, 32, 48, 16], method="magnitude")
     model.save_pretrained(tmp_path / "pt")
@@ -168,8 +168,8 @@ def _weight_scales(onnx_dir):
     ("int8-attention-fast-gelu-per-tensor", {"QAttention", "FastGelu"}, {"SkipLayerNormalization"}, True),
 ])
 def test_variant_recipes_build_the_graphs_they_name(tokenizer, tmp_path, variant, has, lacks, per_tensor):
-    from fastformers_hf.onnx_config import SESSION_DISABLED_OPTIMIZERS
-    from fastformers_hf.onnx_variants import build_candidates
+    from fastformers_hf.onnx.config import SESSION_DISABLED_OPTIMIZERS
+    from fastformers_hf.onnx.variants import build_candidates
 
     export = export_onnx(tiny_model("bert"), tmp_path / "fp32", tokenizer=tokenizer)
     built = build_candidates(export, tmp_path / "work", VariantChoiceConfig(candidates=[variant]))[variant]
@@ -187,7 +187,7 @@ def test_variant_recipes_build_the_graphs_they_name(tokenizer, tmp_path, variant
     ({"a": (1.01, 0.0), "b": (1.00, 0.0)}, 0.03, "b"),  # equal loss: the faster
 ])
 def test_near_ties_in_speed_go_to_the_more_accurate_variant(timings, margin, expected):
-    from fastformers_hf.onnx_variants import VariantResult, pick_variant
+    from fastformers_hf.onnx.variants import VariantResult, pick_variant
 
     kept = [VariantResult(n, [], True, loss_points=loss, latency={"mean_ms": ms}) for n, (ms, loss) in timings.items()]
     assert pick_variant(kept, margin) == expected
@@ -205,7 +205,7 @@ def test_variant_outside_tolerance_is_refused_with_numbers(tokenizer, tmp_path):
 def test_session_variant_is_saved_with_the_graph_and_applied_at_load(tokenizer, tmp_path, monkeypatch):
     import onnxruntime as ort
 
-    from fastformers_hf.onnx_runtime import inference_session
+    from fastformers_hf.onnx.export import inference_session
 
     model = tiny_model("bert")
     config = VariantChoiceConfig(candidates=["int8-unfused-ln"], tolerance=100.0, sample_size=4, latency_repeats=1,

@@ -2,7 +2,7 @@ import pytest
 
 from fastformers_hf import FastFormersError
 from fastformers_hf.cli import main
-from fastformers_hf.planning import ShapeTiming, candidate_shapes, largest_within, time_shapes
+from fastformers_hf.pipeline.planning import ShapeTiming, candidate_shapes, largest_within, time_shapes
 from fastformers_hf.testing import tiny_config
 
 

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 from fastformers_hf import FastFormersError
-from fastformers_hf.classifier import TextClassifier
-from fastformers_hf.runtime import (MultiInstanceClassifier, RuntimeConfig, length_buckets, physical_cores,
+from fastformers_hf.inference.classifier import TextClassifier
+from fastformers_hf.serving.multi_instance import (MultiInstanceClassifier, RuntimeConfig, length_buckets, physical_cores,
                                     plan_instances)
-from fastformers_hf.tuning import TuningConfig, choose_setting, tune
-from fastformers_hf.synthetic import make_sentiment_data
+from fastformers_hf.serving.layout_search import TuningConfig, choose_setting, tune
+from fastformers_hf.tasks.synthetic import make_sentiment_data
 from fastformers_hf.testing import tiny_model
 
 CORES = len(physical_cores())

@@ -1,6 +1,6 @@
 """``StructuredPruningCallback``: prune heads and FFN neurons at chosen steps of a ``Trainer`` run, then train on.
 
-Thin: scoring and slicing are :func:`fastformers_hf.pruning.prune`; this only decides *when*, and swaps in an
+Thin: scoring and slicing are :func:`fastformers_hf.pruning.structured.prune`; this only decides *when*, and swaps in an
 optimizer and scheduler for the new parameters (a ``TrainerCallback`` receives the optimizer but cannot replace it,
 so the callback keeps a reference to the trainer: ``StructuredPruningCallback(...).attach(trainer)``).
 
@@ -14,7 +14,7 @@ from typing import Optional
 from transformers import TrainerCallback
 
 from fastformers_hf.errors import FastFormersError
-from fastformers_hf.pruning import (
+from fastformers_hf.pruning.structured import (
     METHODS,
     current_shape,
     prune,
@@ -32,7 +32,7 @@ class StructuredPruningCallback(TrainerCallback):
     next every ``prune_every`` steps.
 
     ``scoring_dataset``: a tokenised held-out slice of the training data for ``method="first_order"`` (see
-    ``fastformers_hf.pruning.held_out_split``). When omitted, ``num_scoring_examples`` rows of the train dataset are
+    ``fastformers_hf.pruning.structured.held_out_split``). When omitted, ``num_scoring_examples`` rows of the train dataset are
     used, which the model also trains on.
     """
 
@@ -117,7 +117,7 @@ class StructuredPruningCallback(TrainerCallback):
         data = trainer.train_dataset
         n = min(self.num_scoring_examples, len(data))
         logger.warning("scoring on %d training rows that are also trained on; pass scoring_dataset= (a held-out "
-                       "slice, see fastformers_hf.pruning.held_out_split) for independent scores.", n)
+                       "slice, see fastformers_hf.pruning.structured.held_out_split) for independent scores.", n)
         return data.shuffle(seed=self.seed).select(range(n))
 
     @staticmethod

@@ -55,7 +55,7 @@ def _layouts(text: str) -> Optional[list[tuple[int, int]]]:
 
 
 def _texts(args: ThroughputArguments) -> list:
-    from ..data import get_task, load_task_data
+    from ..tasks.data import get_task, load_task_data
 
     data = load_task_data(args.data, args.task)
     split = args.split if args.split in data else next(iter(data))
@@ -70,7 +70,7 @@ def _texts(args: ThroughputArguments) -> list:
 
 
 def throughput(argv) -> int:
-    from ..tuning import TuningConfig, tune
+    from ..serving.layout_search import TuningConfig, tune
 
     (args,) = HfArgumentParser(ThroughputArguments).parse_args_into_dataclasses(args=argv)
     if not args.model or not args.data:
@@ -83,7 +83,7 @@ def throughput(argv) -> int:
     print(f"\nbest: {b['instances']} instance(s) x {b['threads']} thread(s), batch {b['batch_size']}: "
           f"{b['queries_per_s']:.1f} queries/s, p90 batch latency {b['p90_batch_ms']:.2f} ms")
     if args.output:
-        from ..io_utils import write_json
+        from ..utils.io import write_json
         from ..measurements import machine_description
 
         write_json(args.output, {"best": b, "rows": result.rows, "latency_bound_ms": result.latency_bound_ms,
@@ -92,7 +92,7 @@ def throughput(argv) -> int:
 
 
 def ablation(argv) -> int:
-    from ..ablation import AblationConfig, run_ablation
+    from ..benchmarks.ablation import AblationConfig, run_ablation
 
     (config,) = HfArgumentParser(AblationConfig).parse_args_into_dataclasses(args=argv)
     report = run_ablation(config)

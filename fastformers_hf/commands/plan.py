@@ -12,11 +12,11 @@ from typing import Optional
 import numpy as np
 from transformers import AutoConfig, AutoTokenizer, HfArgumentParser
 
-from ..data import get_task, load_task_data
+from ..tasks.data import get_task, load_task_data
 from ..errors import FastFormersError
-from ..io_utils import write_json
+from ..utils.io import write_json
 from ..measurements import machine_description
-from ..planning import as_dicts, candidate_shapes, largest_within, plot, table, time_shapes
+from ..pipeline.planning import as_dicts, candidate_shapes, largest_within, plot, table, time_shapes
 
 
 @dataclass

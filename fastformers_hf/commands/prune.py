@@ -15,7 +15,7 @@ from typing import Optional
 import numpy as np
 from transformers import HfArgumentParser
 
-from ..compress_config import parse_target
+from ..pipeline.config import parse_target
 from ..errors import FastFormersError
 
 
@@ -46,7 +46,7 @@ class PruneArguments:
 
 
 def _accuracy(model, tokenizer, split, task, max_length: int) -> float:
-    from ..classifier import InferenceConfig, TextClassifier
+    from ..inference.classifier import InferenceConfig, TextClassifier
 
     texts = task.inputs(split)
     clf = TextClassifier.from_pretrained(model, tokenizer=tokenizer, config=InferenceConfig(batch_size=64,
@@ -56,10 +56,10 @@ def _accuracy(model, tokenizer, split, task, max_length: int) -> float:
 
 def main(argv=None) -> int:
     (args,) = HfArgumentParser(PruneArguments).parse_args_into_dataclasses(args=argv)
-    from ..data import get_task, load_task_data, tokenize
-    from ..io_utils import atomic_output_dir
-    from ..onnx_runtime import load_pytorch_model, load_tokenizer
-    from ..pruning import held_out_split, prune, scoring_dataloader
+    from ..tasks.data import get_task, load_task_data, tokenize
+    from ..utils.io import atomic_output_dir
+    from ..onnx.export import load_pytorch_model, load_tokenizer
+    from ..pruning.structured import held_out_split, prune, scoring_dataloader
     from ..shape_record import compression_record
 
     model, tokenizer = load_pytorch_model(args.model_name_or_path), load_tokenizer(args.model_name_or_path)

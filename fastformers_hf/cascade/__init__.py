@@ -1,0 +1,1 @@
+"""TangoBERT-style two-tier confidence cascades: configuration, calibration curve, the cascade model."""

@@ -1,0 +1,1 @@
+"""Knowledge distillation: the config (a ``TrainingArguments`` subclass), the trainer, student construction."""

@@ -1,0 +1,92 @@
+"""Building a student: fewer layers initialised from the teacher's (DistilBERT-style), or a general checkpoint."""
+from __future__ import annotations
+
+import copy
+import os
+from typing import Optional, Sequence
+
+from transformers import AutoModelForSequenceClassification, PreTrainedModel
+
+from ..architectures import get_spec
+from .compatibility import check_same_vocabulary
+from ..shape_record import update_record
+from ..errors import FastFormersError
+
+
+def uniform_layer_indices(num_teacher_layers: int, num_layers: int) -> list[int]:
+    """0-based teacher layers to copy: spread evenly, always keeping the first (DistilBERT kept every other)."""
+    step = num_teacher_layers / num_layers
+    return [int(i * step) for i in range(num_layers)]
+
+
+def make_student(
+    teacher: PreTrainedModel | str | os.PathLike,
+    num_layers: Optional[int] = None,
+    layer_indices: Optional[Sequence[int]] = None,
+    hidden_act: Optional[str] = None,
+    general_checkpoint: Optional[str | os.PathLike] = None,
+) -> PreTrainedModel:
+    """A smaller student for ``teacher``.
+
+    - Task-specific recipe: ``num_layers`` (or explicit 0-based ``layer_indices``) of the teacher's layers are
+      copied with the embeddings and the classification head.
+    - Task-agnostic recipe: ``general_checkpoint`` (a generally distilled model, path or Hub id) is loaded with a
+      fresh head carrying the teacher's labels; fine-tune it with the teacher's soft labels.
+    - ``hidden_act="relu"`` switches the FFN activation (FastFormers found ReLU students as accurate and faster).
+    """
+    if isinstance(teacher, (str, os.PathLike)):
+        teacher = AutoModelForSequenceClassification.from_pretrained(teacher)
+    tconfig = teacher.config
+    if general_checkpoint is not None:
+        overrides = {"num_labels": tconfig.num_labels, "id2label": tconfig.id2label, "label2id": tconfig.label2id}
+        if hidden_act:
+            overrides[get_spec(teacher).activation_attr] = hidden_act
+        # The general checkpoint has no head for this task (or one of another size): start a fresh one.
+        student = AutoModelForSequenceClassification.from_pretrained(general_checkpoint, ignore_mismatched_sizes=True,
+                                                                     **overrides)
+        check_same_vocabulary(teacher, student)
+        update_record(student.config, {"step": "student", "recipe": "task_agnostic",
+                                       "general_checkpoint": str(general_checkpoint)},
+                      source_model=getattr(tconfig, "_name_or_path", None))
+        return student
+
+    spec = get_spec(teacher)
+    n_teacher = getattr(tconfig, spec.num_layers_attr)
+    if layer_indices is None:
+        if num_layers is None:
+            raise FastFormersError("make_student needs num_layers, layer_indices or general_checkpoint.")
+        if not 1 <= num_layers <= n_teacher:
+            raise FastFormersError(
+                f"num_layers must be between 1 and the teacher's {n_teacher} layers, got {num_layers}."
+            )
+        layer_indices = uniform_layer_indices(n_teacher, num_layers)
+    layer_indices = list(layer_indices)
+    if not layer_indices or any(not 0 <= i < n_teacher for i in layer_indices) or len(set(layer_indices)) != len(layer_indices):
+        raise FastFormersError(
+            f"layer_indices must be distinct 0-based teacher layers in [0, {n_teacher - 1}], got {layer_indices}."
+        )
+    if getattr(tconfig, "pruned_heads", None):
+        raise FastFormersError("make_student copies layers of an unpruned teacher; prune the student afterwards.")
+
+    config = copy.deepcopy(tconfig)
+    setattr(config, spec.num_layers_attr, len(layer_indices))
+    if hidden_act:
+        setattr(config, spec.activation_attr, hidden_act)
+    student = AutoModelForSequenceClassification.from_config(config)
+
+    # Copy weights by name, renumbering the kept layers: 'encoder.layer.4.x' -> 'encoder.layer.2.x'.
+    prefix = f"{teacher.base_model_prefix}.{spec.layers}."
+    new_index = {old: new for new, old in enumerate(layer_indices)}
+    state = {}
+    for key, tensor in teacher.state_dict().items():
+        if key.startswith(prefix):
+            old, rest = key[len(prefix):].split(".", 1)
+            if int(old) not in new_index:
+                continue
+            key = f"{prefix}{new_index[int(old)]}.{rest}"
+        state[key] = tensor.clone()
+    student.load_state_dict(state, strict=True)
+    update_record(student.config, {"step": "student", "recipe": "task_specific", "layers_from_teacher": layer_indices,
+                                   "hidden_act": getattr(config, spec.activation_attr)},
+                  source_model=getattr(tconfig, "_name_or_path", None))
+    return student

@@ -1,0 +1,341 @@
+"""``DistillationTrainer``: a ``Trainer`` whose loss learns from a frozen teacher (FastFormers / TinyBERT recipe).
+
+It overrides only what it must: ``compute_loss`` (the distillation loss), ``log`` (each loss term),
+``create_optimizer`` (adds the hidden-state projections), the signature columns (keeps cached teacher logits)
+and ``_save`` (atomic writes).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, PreTrainedModel, Trainer
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+from ..architectures import get_spec
+from .compatibility import check_same_labels, check_same_vocabulary
+from ..shape_record import update_record
+from .config import DistillationConfig
+from ..errors import FastFormersError
+
+
+def soft_cross_entropy(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Cross-entropy against the teacher's softened distribution, times T² so gradients keep their scale."""
+    t = temperature
+    targets = F.softmax(teacher_logits / t, dim=-1)  # (B, C)
+    return -(targets * F.log_softmax(student_logits / t, dim=-1)).sum(-1).mean() * t * t
+
+
+def layer_map(num_student: int, num_teacher: int, mapping: str | list[int]) -> list[int]:
+    """1-based teacher layer for each student layer 1..S (hidden state 0, the embeddings, always maps to 0)."""
+    if isinstance(mapping, list):
+        if len(mapping) != num_student or any(not 1 <= m <= num_teacher for m in mapping):
+            raise FastFormersError(
+                f"layer_mapping {mapping} must give one teacher layer in 1..{num_teacher} for each of the student's "
+                f"{num_student} layers."
+            )
+        return list(mapping)
+    if num_student > num_teacher:
+        raise FastFormersError(
+            f"the student has {num_student} layers but the teacher only {num_teacher}: no layer mapping exists; "
+            "use a shallower student or set hidden_state_loss_weight=attention_loss_weight=0."
+        )
+    if mapping == "last":
+        return [num_teacher - num_student + i for i in range(1, num_student + 1)]
+    return [round(i * num_teacher / num_student) for i in range(1, num_student + 1)]  # uniform
+
+
+class DistillationTrainer(Trainer):
+    """Distil ``teacher_model`` into ``model`` (the student). The teacher is frozen, in eval mode, on the student's
+    device, runs under ``torch.no_grad()`` and is never saved. A teacher given as a path or Hub id is loaded."""
+
+    _tag_names = ["fastformers-hf", "distillation"]
+
+    def __init__(
+        self,
+        model: PreTrainedModel | None = None,
+        teacher_model: PreTrainedModel | str | os.PathLike | None = None,
+        args: Optional[DistillationConfig] = None,
+        train_dataset=None,
+        eval_dataset=None,
+        processing_class=None,
+        teacher_processing_class=None,
+        **kwargs,
+    ):
+        if args is None:
+            args = DistillationConfig(output_dir="distilled-model")
+        if not isinstance(args, DistillationConfig):
+            raise FastFormersError("DistillationTrainer needs args=DistillationConfig(...), not plain TrainingArguments.")
+        if model is None or isinstance(model, (str, os.PathLike)):
+            raise FastFormersError("pass the student as a model object: model=make_student(teacher, num_layers=...).")
+        teacher_model = teacher_model if teacher_model is not None else args.teacher_model_name_or_path
+        if isinstance(teacher_model, (str, os.PathLike)):
+            teacher_model = AutoModelForSequenceClassification.from_pretrained(teacher_model)
+        cached = train_dataset is not None and args.teacher_logits_column in train_dataset.column_names
+        if teacher_model is None and not (cached and not args.uses_intermediate_losses):
+            raise FastFormersError(
+                "no teacher: pass teacher_model=... (a model, path or Hub id), or a train_dataset with a cached "
+                f"{args.teacher_logits_column!r} column (see cache_teacher_logits) and no hidden/attention losses."
+            )
+        if teacher_model is not None:
+            check_same_vocabulary(teacher_model, model, teacher_processing_class, processing_class)
+            check_same_labels(teacher_model, model)
+        _check_label_column(train_dataset, "train_dataset", required=args.distillation_weight < 1)
+        _check_label_column(eval_dataset, "eval_dataset", required=True)
+        _check_output_dir(args, model)
+
+        self.layer_map = None
+        self.projections = None
+        if teacher_model is not None and args.uses_intermediate_losses:
+            t_spec, s_spec = get_spec(teacher_model), get_spec(model)
+            n_t = getattr(teacher_model.config, t_spec.num_layers_attr)
+            n_s = getattr(model.config, s_spec.num_layers_attr)
+            explicit = args.explicit_layer_map()
+            self.layer_map = layer_map(n_s, n_t, explicit if explicit is not None else args.layer_mapping)
+            h_t = getattr(teacher_model.config, t_spec.hidden_size_attr)
+            h_s = getattr(model.config, s_spec.hidden_size_attr)
+            if args.hidden_state_loss_weight > 0 and h_s > h_t:
+                raise FastFormersError(
+                    f"the student is wider than the teacher (hidden size {h_s} > {h_t}): there is nothing to compress; "
+                    "use a student at most as wide as the teacher."
+                )
+            if args.hidden_state_loss_weight > 0 and h_s != h_t:
+                # TinyBERT's learned W_h: student width -> teacher width, one per mapped hidden state.
+                self.projections = nn.ModuleList(nn.Linear(h_s, h_t) for _ in range(n_s + 1))
+            if args.attention_loss_weight > 0:
+                # Attention probabilities are only returned by the eager attention implementation.
+                for m in (teacher_model, model):
+                    if hasattr(m, "set_attn_implementation"):
+                        m.set_attn_implementation("eager")
+
+        update_record(model.config, {
+            "step": "distillation",
+            "teacher": getattr(teacher_model.config, "_name_or_path", None) if teacher_model is not None else "cached logits",
+            "temperature": args.temperature,
+            "distillation_weight": args.distillation_weight,
+            "hidden_state_loss_weight": args.hidden_state_loss_weight,
+            "attention_loss_weight": args.attention_loss_weight,
+            "layer_mapping": self.layer_map or args.layer_mapping,
+        }, source_model=getattr(teacher_model.config, "_name_or_path", None) if teacher_model is not None else None)
+
+        super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                         processing_class=processing_class, **kwargs)
+
+        self.teacher = teacher_model
+        if self.teacher is not None:
+            self.teacher.eval().requires_grad_(False).to(self.args.device)
+        if self.projections is not None:
+            self.projections.to(self.args.device)
+            _average_grads_across_processes(self.projections)
+        self._loss_terms = {"train": defaultdict(list), "eval": defaultdict(list)}
+
+    # -- Trainer hooks -------------------------------------------------------------------------------------------
+
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()
+        if self.args.teacher_logits_column not in self._signature_columns:
+            self._signature_columns.append(self.args.teacher_logits_column)
+
+    def create_optimizer(self):
+        optimizer = super().create_optimizer()
+        if self.projections is not None:
+            have = {id(p) for g in optimizer.param_groups for p in g["params"]}
+            params = [p for p in self.projections.parameters() if id(p) not in have]
+            if params:
+                optimizer.add_param_group({"params": params, "weight_decay": 0.0})
+        return optimizer
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        args: DistillationConfig = self.args
+        cached_logits = inputs.pop(args.teacher_logits_column, None)
+        want_hidden = self.layer_map is not None and args.hidden_state_loss_weight > 0
+        want_attn = self.layer_map is not None and args.attention_loss_weight > 0
+        outputs = model(**inputs, output_hidden_states=want_hidden or None, output_attentions=want_attn or None)
+        student_logits = outputs.logits  # (B, C)
+        terms = {}
+        if outputs.loss is not None:
+            terms["hard_loss"] = outputs.loss
+
+        teacher_out = None
+        if self.teacher is not None and (cached_logits is None or want_hidden or want_attn):
+            teacher_inputs = {k: v for k, v in inputs.items() if k != "labels"}
+            with torch.no_grad():
+                teacher_out = self.teacher(**teacher_inputs, output_hidden_states=want_hidden or None,
+                                           output_attentions=want_attn or None)
+        teacher_logits = cached_logits if cached_logits is not None else (teacher_out.logits if teacher_out else None)
+        if teacher_logits is not None:
+            terms["soft_loss"] = soft_cross_entropy(student_logits, teacher_logits.to(student_logits), args.temperature)
+
+        w = args.distillation_weight
+        if "soft_loss" in terms:
+            loss = w * terms["soft_loss"] + (1 - w) * terms.get("hard_loss", 0.0)
+        else:  # no teacher signal for this batch (e.g. evaluation with cached logits only)
+            loss = terms["hard_loss"]
+        if want_hidden:
+            terms["hidden_loss"] = self._hidden_loss(outputs.hidden_states, teacher_out.hidden_states)
+            loss = loss + args.hidden_state_loss_weight * terms["hidden_loss"]
+        if want_attn:
+            terms["attention_loss"] = self._attention_loss(outputs.attentions, teacher_out.attentions,
+                                                           inputs.get("attention_mask"))
+            loss = loss + args.attention_loss_weight * terms["attention_loss"]
+
+        mode = "train" if model.training else "eval"
+        for name, value in terms.items():
+            self._loss_terms[mode][name].append(float(value.detach()))
+        if return_outputs:
+            # Only loss and logits: extra hidden states would be gathered across the whole evaluation set.
+            return loss, SequenceClassifierOutput(loss=loss, logits=student_logits)
+        return loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        mode = "train" if "loss" in logs else "eval"
+        prefix = "" if mode == "train" else "eval_"
+        for name, values in self._loss_terms[mode].items():
+            if values:
+                logs[f"{prefix}{name}"] = float(np.mean(values))
+        self._loss_terms[mode].clear()
+        super().log(logs, start_time)
+
+    def _save(self, output_dir: Optional[str] = None, state_dict=None):
+        # Build the files in a temporary folder and move them in: a crash mid-save leaves no half-written model
+        # (the folder itself is not replaced, since it also holds checkpoints).
+        output_dir = Path(output_dir or self.args.output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".saving-", dir=output_dir))
+        try:
+            super()._save(str(tmp), state_dict=state_dict)
+            for f in tmp.iterdir():
+                os.replace(f, output_dir / f.name)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def create_model_card(self, language=None, license=None, tags=None, model_name=None, finetuned_from=None,
+                          tasks=None, dataset_tags=None, dataset=None, dataset_args=None):
+        """Write our card (recipe, shape and recorded measurements) instead of transformers' generic one, so that
+        ``trainer.push_to_hub()`` publishes it too (the TRL pattern)."""
+        if not self.is_world_process_zero():
+            return
+        from hub_cards import write_card
+
+        fields = {k: v for k, v in dict(language=language, license=license, model_name=model_name,
+                                        base_model=finetuned_from).items() if v}
+        if tags:
+            fields["tags"] = [tags] if isinstance(tags, str) else list(tags)
+        if dataset_tags:
+            fields["datasets"] = [dataset_tags] if isinstance(dataset_tags, str) else list(dataset_tags)
+        write_card(self.args.output_dir, config=self.model.config.to_dict(), **fields)
+
+    # -- intermediate losses ---------------------------------------------------------------------------------
+
+    def _hidden_loss(self, student_hidden, teacher_hidden) -> torch.Tensor:
+        pairs = [(0, 0)] + [(s, t) for s, t in enumerate(self.layer_map, start=1)]
+        losses = []
+        for s, t in pairs:
+            h = student_hidden[s]  # (B, T, H_s)
+            if self.projections is not None:
+                h = self.projections[s](h)  # (B, T, H_t)
+            losses.append(F.mse_loss(h, teacher_hidden[t]))
+        return torch.stack(losses).mean()
+
+    def _attention_loss(self, student_attn, teacher_attn, attention_mask) -> torch.Tensor:
+        losses = []
+        for s, t in enumerate(self.layer_map):  # attentions are indexed from layer 1, i.e. position 0
+            a_s, a_t = student_attn[s], teacher_attn[t - 1]  # (B, heads, T, T)
+            if a_s.shape[1] != a_t.shape[1]:  # different head counts (e.g. after pruning): compare head means
+                a_s, a_t = a_s.mean(1, keepdim=True), a_t.mean(1, keepdim=True)
+            if attention_mask is not None:  # ignore rows of padded query positions
+                m = attention_mask[:, None, :, None].to(a_s)  # (B, 1, T, 1)
+                losses.append(((a_s - a_t) ** 2 * m).sum() / (m.sum() * a_s.shape[1] * a_s.shape[-1]).clamp(min=1))
+            else:
+                losses.append(F.mse_loss(a_s, a_t))
+        return torch.stack(losses).mean()
+
+
+def _average_grads_across_processes(module: nn.Module) -> None:
+    """The projections live outside the DDP-wrapped student, so DDP does not average their gradients; a hook
+    on each parameter all-reduces them so every process keeps identical projections."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return
+    world = torch.distributed.get_world_size()
+
+    def hook(grad):
+        grad = grad.clone()
+        torch.distributed.all_reduce(grad)
+        return grad / world
+
+    for p in module.parameters():
+        p.register_hook(hook)
+
+
+def _check_label_column(dataset, what: str, required: bool) -> None:
+    if dataset is None or not required or not hasattr(dataset, "column_names"):
+        return
+    if not {"labels", "label"} & set(dataset.column_names):
+        raise FastFormersError(
+            f"the {what} has no label column ('labels' or 'label'; it has {dataset.column_names}); "
+            "add the labels, or distil from the teacher alone with distillation_weight=1.0 (train set only)."
+        )
+
+
+def _check_output_dir(args: DistillationConfig, model) -> None:
+    path = Path(args.output_dir) / "config.json"
+    if args.overwrite_output_dir or not path.exists():
+        return
+    with open(path, encoding="utf-8") as f:
+        existing = json.load(f)
+    spec = get_spec(model)
+    mine = model.config.to_dict()
+    keys = ("model_type", spec.num_layers_attr, spec.hidden_size_attr, spec.intermediate_size_attr)
+    diff = {k: (existing.get(k), mine.get(k)) for k in keys if existing.get(k) != mine.get(k)}
+    if len(existing.get("id2label") or {}) != model.config.num_labels:
+        diff["num_labels"] = (len(existing.get("id2label") or {}), model.config.num_labels)
+    if diff:
+        detail = ", ".join(f"{k}: {a} there vs {b} here" for k, (a, b) in diff.items())
+        raise FastFormersError(
+            f"{args.output_dir} already holds a different model ({detail}); choose another output_dir or pass "
+            "overwrite_output_dir=True."
+        )
+
+
+def cache_teacher_logits(teacher, dataset, tokenizer=None, batch_size: int = 64, column: str = "teacher_logits",
+                         cache_file: str | os.PathLike | None = None, desc: str = "teacher logits"):
+    """Run the teacher once over a tokenised dataset and add its logits as a column.
+
+    With ``cache_file`` (a ``.npy`` path) the logits are saved and reused by later runs, so distillation needs no
+    teacher forward pass at all.
+    """
+    if cache_file is not None and Path(cache_file).exists():
+        logits = np.load(cache_file)
+        if len(logits) == len(dataset):
+            return dataset.add_column(column, [row for row in logits.astype(np.float32)])
+    if isinstance(teacher, (str, os.PathLike)):
+        teacher = AutoModelForSequenceClassification.from_pretrained(teacher)
+    if tokenizer is None:
+        raise FastFormersError("cache_teacher_logits needs the tokenizer (for padding) when logits are not cached yet.")
+    collator = DataCollatorWithPadding(tokenizer)
+    model_inputs = [c for c in dataset.column_names if c in ("input_ids", "attention_mask", "token_type_ids")]
+    features = dataset.select_columns(model_inputs)
+    # Batches of similar length waste little on padding (2-3x faster on short, varied sentences like SST-2).
+    order = np.argsort([len(ids) for ids in features["input_ids"]], kind="stable")
+    loader = torch.utils.data.DataLoader(features.select(order), batch_size=batch_size, collate_fn=collator)
+    teacher.eval()
+    out = []
+    with torch.no_grad():
+        for batch in tqdm(loader, desc=desc):
+            out.append(teacher(**batch).logits.float().numpy())  # (B, C)
+    logits = np.empty((len(order), out[0].shape[-1]), dtype=np.float32)
+    logits[order] = np.concatenate(out)  # back to the dataset's order
+    if cache_file is not None:
+        Path(cache_file).parent.mkdir(parents=True, exist_ok=True)
+        np.save(cache_file, logits)
+    return dataset.add_column(column, [row for row in logits])

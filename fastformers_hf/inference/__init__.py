@@ -1,0 +1,1 @@
+"""Predictors over PyTorch or ONNX Runtime models: tokenisation, dynamic length, label post-processing."""

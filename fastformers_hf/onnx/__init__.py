@@ -1,0 +1,1 @@
+"""ONNX Runtime: configuration (presets, variant recipes as data), export, optimisation, quantisation, variant choice."""

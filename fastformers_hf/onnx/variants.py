@@ -1,0 +1,449 @@
+"""Pick the fastest ONNX variant that stays accurate, by measuring on the user's data on this machine.
+
+Which graph is fastest is not knowable in advance (here fused+int8 won at 2 threads and plain int8 at 1 thread),
+so we build the candidates of :data:`~fastformers_hf.onnx.config.VARIANTS`, check each against the PyTorch model
+(largest logit difference, label agreement, accuracy on the eval set), time them at batch 1 with the runs of all
+candidates interleaved, and keep the fastest one within the tolerance. Every number goes into the output folder.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from ..errors import FastFormersError
+from ..utils.io import atomic_output_dir, read_json, write_json
+from .config import SESSION_DISABLED_OPTIMIZERS, SESSION_FILE, STEPS, VARIANTS, VariantChoiceConfig, is_quantized
+from .export import (_record_step, _refuse_overwriting_input, export_onnx, inference_session, load_pytorch_model,
+                           load_tokenizer, model_size_bytes, optimize_onnx, quantize_onnx)
+from ..utils.timing import LoadMonitor
+
+REPORT_FILE = "onnx_variants.json"
+REPORT_MD = "onnx_variants.md"
+
+Features = dict  # input name -> int64 array of shape (1, T): one example at batch 1
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Data: the eval set (or a random sample) as batch-1 inputs
+
+
+def guess_text_fields(dataset) -> tuple[str, ...]:
+    """Text columns of a dataset: those of a known task (sentence; question+passage; ...), else ``text``."""
+    from ..tasks.data import TASKS
+
+    columns = dataset.column_names
+    for spec in TASKS.values():
+        if all(f in columns for f in spec.text_fields):
+            return spec.text_fields
+    for name in ("text", "sentence", "content"):
+        if name in columns:
+            return (name,)
+    raise FastFormersError(f"cannot tell which columns hold the text (columns: {columns}); pass text_fields=(...).")
+
+
+def _label_column(dataset) -> str | None:
+    return next((c for c in ("label", "labels") if c in dataset.column_names), None)
+
+
+def eval_examples(eval_dataset, tokenizer, config: VariantChoiceConfig, label2id: Mapping[str, int] | None = None,
+                  name: str | None = None):
+    """``(features, labels or None, description)`` from a Dataset/DatasetDict/list of texts, one example each."""
+    from datasets import Dataset, DatasetDict
+
+    if isinstance(eval_dataset, DatasetDict):
+        split = next((s for s in ("validation", "test", "train") if s in eval_dataset), None)
+        if split is None:
+            raise FastFormersError(f"the eval DatasetDict has no validation/test split (it has {list(eval_dataset)}).")
+        eval_dataset = eval_dataset[split]
+    if isinstance(eval_dataset, (list, tuple)):
+        eval_dataset = Dataset.from_dict({"text": list(eval_dataset)})
+    if not isinstance(eval_dataset, Dataset):
+        raise FastFormersError(f"eval_dataset must be a datasets.Dataset, a DatasetDict or a list of texts, "
+                               f"got {type(eval_dataset).__name__}.")
+    if len(eval_dataset) == 0:
+        raise FastFormersError("eval_dataset is empty; pass at least a few labelled examples.")
+    if config.max_eval_samples is not None:
+        eval_dataset = eval_dataset.select(range(min(config.max_eval_samples, len(eval_dataset))))
+    label_col = _label_column(eval_dataset)
+    labels = None
+    if label_col is not None:
+        raw = list(eval_dataset[label_col])
+        if raw and isinstance(raw[0], str):
+            if not label2id or any(r not in label2id for r in raw):
+                raise FastFormersError(
+                    f"eval labels {sorted(set(raw))[:5]} are not the model's labels {list(label2id or {})}.")
+            raw = [label2id[r] for r in raw]
+        labels = np.asarray(raw, dtype=np.int64)
+    if "input_ids" in eval_dataset.column_names:
+        features = [{k: np.asarray([row[k]], dtype=np.int64) for k in ("input_ids", "attention_mask", "token_type_ids")
+                     if k in row} for row in eval_dataset]
+    else:
+        fields = tuple(config.text_fields or guess_text_fields(eval_dataset))
+        missing = [f for f in fields if f not in eval_dataset.column_names]
+        if missing:
+            raise FastFormersError(f"eval_dataset has no column {missing} (it has {eval_dataset.column_names}).")
+        features = [dict(tokenizer(*[row[f] for f in fields], truncation=True, max_length=config.max_length,
+                                   return_tensors="np")) for row in eval_dataset]
+        features = [{k: v.astype(np.int64) for k, v in f.items()} for f in features]
+    name = name or eval_dataset.info.dataset_name or eval_dataset.info.builder_name or "eval_dataset"
+    return features, labels, f"{name} ({len(features)} examples{'' if labels is not None else ', no labels'})"
+
+
+def random_examples(tokenizer, n: int, max_length: int, seed: int = 0) -> list[Features]:
+    """``n`` inputs of random vocabulary tokens and random lengths in [8, max_length], for use without eval data."""
+    rng = np.random.default_rng(seed)
+    special = set(tokenizer.all_special_ids)
+    vocab = np.array([i for i in range(len(tokenizer)) if i not in special], dtype=np.int64)
+    out = []
+    for length in rng.integers(8, max(9, max_length - 1), size=n):
+        text_ids = rng.choice(vocab, size=int(length) - 2).tolist()
+        ids = tokenizer.build_inputs_with_special_tokens(text_ids)
+        out.append({"input_ids": np.asarray([ids], dtype=np.int64),
+                    "attention_mask": np.ones((1, len(ids)), dtype=np.int64),
+                    "token_type_ids": np.zeros((1, len(ids)), dtype=np.int64)})
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Runners: one call = one example at batch 1, returning logits of shape (1, num_labels)
+
+
+def pytorch_runner(model) -> Callable[[Features], np.ndarray]:
+    import torch
+
+    accepted = set(inspect.signature(model.forward).parameters)
+
+    def run(features: Features) -> np.ndarray:
+        with torch.inference_mode():
+            inputs = {k: torch.from_numpy(v) for k, v in features.items() if k in accepted}
+            return model(**inputs).logits.numpy()
+
+    return run
+
+
+def ort_runner(session) -> Callable[[Features], np.ndarray]:
+    names = [i.name for i in session.get_inputs()]
+    output = session.get_outputs()[0].name
+
+    def run(features: Features) -> np.ndarray:
+        # Graphs of models without segment ids (DistilBERT, RoBERTa exports) take no token_type_ids.
+        feed = {n: features[n] if n in features else np.zeros_like(features["input_ids"]) for n in names}
+        return session.run([output], feed)[0]
+
+    return run
+
+
+def run_all(runner, features: list[Features]) -> np.ndarray:
+    return np.concatenate([runner(f) for f in features], axis=0)  # (N, num_labels)
+
+
+def time_interleaved(runners: Mapping[str, Callable], features: list[Features], repeats: int = 5,
+                     warmup: int = 5) -> dict[str, dict[str, float]]:
+    """Per-query latency of each runner at batch 1, the passes of all runners interleaved (order rotated each
+    repeat) so that a burst of load from elsewhere hits every runner alike."""
+    names = list(runners)
+    for name in names:
+        for f in features[:warmup]:
+            runners[name](f)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    pass_means: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            run, t_pass = runners[name], []
+            for f in features:
+                t0 = time.perf_counter()
+                run(f)
+                t_pass.append(time.perf_counter() - t0)
+            times[name] += t_pass
+            pass_means[name].append(float(np.mean(t_pass)))
+    return {n: {"mean_ms": 1e3 * float(np.median(pass_means[n])),  # median over passes of the per-pass mean
+                "median_ms": 1e3 * float(np.median(times[n])),
+                "p99_ms": 1e3 * float(np.percentile(times[n], 99)),
+                "queries": len(times[n])} for n in names}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Candidates
+
+
+def build_candidates(export_dir: str | os.PathLike, work_dir: str | os.PathLike,
+                     config: VariantChoiceConfig | None = None) -> dict[str, Path | str]:
+    """Build the configured variants from a plain fp32 export; shared prefixes of the recipes are built once.
+
+    Returns ``{name: directory}``, or ``{name: "could not be built: ..."}`` for a variant that failed to build.
+    """
+    config = config or VariantChoiceConfig()
+    work_dir = Path(work_dir)
+    built: dict[tuple[str, ...], Path] = {(): Path(export_dir)}
+    out: dict[str, Path | str] = {}
+
+    def build(steps: tuple[str, ...]) -> Path:
+        if steps not in built:
+            parent = build(steps[:-1])
+            name = next((n for n, s in VARIANTS.items() if s == steps), "-".join(steps))
+            target = work_dir / name
+            op, changes = STEPS[steps[-1]]
+            if op == "optimize":
+                optimize_onnx(parent, target, level=config.optimization_level, changes=changes)
+            else:
+                quantize_onnx(parent, target, preset=config.quantization_preset,
+                              per_channel=changes.get("per_channel", config.per_channel))
+            built[steps] = target
+        return built[steps]
+
+    for name in config.candidates:
+        try:
+            out[name] = build(VARIANTS[name])
+        except FastFormersError as e:
+            out[name] = f"could not be built: {e}"
+    return out
+
+
+@dataclass
+class VariantResult:
+    name: str
+    steps: list[str]
+    passed: bool
+    reasons: list[str] = field(default_factory=list)
+    max_logit_diff: float | None = None
+    label_agreement: float | None = None
+    accuracy: float | None = None
+    accuracy_drop_points: float | None = None
+    loss_points: float | None = None  # the number held against the tolerance
+    latency: dict[str, float] = field(default_factory=dict)
+    size_bytes: int | None = None
+    speedup_vs_pytorch: float | None = None
+
+
+@dataclass
+class VariantChoice:
+    chosen: str
+    results: list[VariantResult]
+    reference: dict[str, Any]
+    data: str
+    config: dict[str, Any]
+    other_cpu_load: dict[str, float]
+    machine: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def result(self, name: str) -> VariantResult:
+        return next(r for r in self.results if r.name == name)
+
+    def table(self) -> str:
+        """A Markdown table of all variants (the chosen one marked)."""
+        rows = ["| variant | kept | loss (points) | max logit diff | label agreement | mean ms | p99 ms | speed-up "
+                "| MB |",
+                "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        ref = self.reference
+        if ref.get("latency") is not None:
+            rows.append(f"| pytorch fp32 | reference | 0 | 0 | 1.000 | {ref['latency']['mean_ms']:.2f} | "
+                        f"{ref['latency']['p99_ms']:.2f} | 1.00x | {ref['size_bytes'] / 1e6:.1f} |")
+        for r in self.results:
+            def f(x, fmt):
+                return "-" if x is None else format(x, fmt)
+
+            mark = "**chosen**" if r.name == self.chosen else ("yes" if r.passed else "no: " + "; ".join(r.reasons))
+            rows.append(f"| {r.name} | {mark} | {f(r.loss_points, '.2f')} | {f(r.max_logit_diff, '.2e')} | "
+                        f"{f(r.label_agreement, '.3f')} | {f(r.latency.get('mean_ms'), '.2f')} | "
+                        f"{f(r.latency.get('p99_ms'), '.2f')} | {f(r.speedup_vs_pytorch, '.2f')}x | "
+                        f"{f(r.size_bytes and r.size_bytes / 1e6, '.1f')} |")
+        return "\n".join(rows)
+
+
+def pick_variant(kept: list[VariantResult], speed_margin: float) -> str:
+    """The fastest kept variant, except that variants within ``speed_margin`` (a fraction) of its latency count as
+    equally fast and the one that loses the fewest points among them wins (then the faster): timings on a shared
+    machine move by a few percent, accuracy lost for a gain inside that noise is not worth it."""
+    fastest = min(r.latency["mean_ms"] for r in kept)
+    tied = [r for r in kept if r.latency["mean_ms"] <= fastest * (1 + speed_margin)]
+    return min(tied, key=lambda r: (round(r.loss_points, 6), r.latency["mean_ms"])).name
+
+
+def choose_variant(model, tokenizer, candidates: Mapping[str, Path | str], eval_dataset=None,
+                   config: VariantChoiceConfig | None = None, latency_dataset=None) -> VariantChoice:
+    """Check every candidate against ``model`` (PyTorch), time them, and pick the fastest within tolerance
+    (:func:`pick_variant`: near-ties in speed go to the more accurate).
+
+    ``candidates`` maps names to ONNX directories (as from :func:`build_candidates`). Accuracy is checked on
+    ``eval_dataset``; timing uses ``config.sample_size`` inputs of ``latency_dataset`` when given (inputs shaped
+    like the traffic to serve, no labels needed), else of the eval data. Raises FastFormersError, showing every
+    candidate's numbers, when none is within the tolerance.
+    """
+    import torch
+
+    from ..measurements import machine_description
+
+    config = config or VariantChoiceConfig()
+    model.eval()
+    if eval_dataset is not None:
+        features, labels, data = eval_examples(eval_dataset, tokenizer, config, getattr(model.config, "label2id", None),
+                                               name=config.data_name)
+    else:
+        features = random_examples(tokenizer, config.sample_size, config.max_length, config.seed)
+        labels, data = None, f"random tokens ({len(features)} examples, lengths 8-{config.max_length})"
+    timing_pool, timing_data = features, data
+    if latency_dataset is not None:
+        timing_pool, _, timing_data = eval_examples(latency_dataset, tokenizer,
+                                                    dataclasses.replace(config, max_eval_samples=None),
+                                                    name=config.latency_data_name or "latency_dataset")
+    rng = np.random.default_rng(config.seed)
+    timed = [timing_pool[i] for i in sorted(rng.permutation(len(timing_pool))[:config.sample_size])]
+
+    threads = config.session.intra_op_num_threads
+    old_threads = torch.get_num_threads()
+    if threads > 0:
+        torch.set_num_threads(threads)  # PyTorch gets the same thread budget as the ORT sessions
+    try:
+        pt = pytorch_runner(model)
+        ref_logits = run_all(pt, features)  # (N, num_labels)
+        ref_pred = ref_logits.argmax(-1)
+        reference: dict[str, Any] = {"accuracy": None if labels is None else float((ref_pred == labels).mean())}
+        results, runners = [], {}
+        for name, path in candidates.items():
+            steps = list(VARIANTS.get(name, ()))
+            if not isinstance(path, Path):
+                results.append(VariantResult(name, steps, passed=False, reasons=[str(path)]))
+                continue
+            run = ort_runner(inference_session(path, config.session.for_variant(name)))
+            logits = run_all(run, features)
+            r = VariantResult(name, steps, passed=True, size_bytes=model_size_bytes(path))
+            r.max_logit_diff = float(np.abs(logits - ref_logits).max())
+            r.label_agreement = float((logits.argmax(-1) == ref_pred).mean())
+            if labels is not None:
+                r.accuracy = float((logits.argmax(-1) == labels).mean())
+                r.accuracy_drop_points = 100 * (reference["accuracy"] - r.accuracy)
+                r.loss_points = r.accuracy_drop_points
+            else:
+                r.loss_points = 100 * (1 - r.label_agreement)
+            if r.loss_points > config.tolerance + 1e-9:
+                measured_as = "eval accuracy" if labels is not None else "predictions that disagree with PyTorch"
+                r.reasons.append(f"loses {r.loss_points:.2f} accuracy points ({measured_as}), "
+                                 f"tolerance {config.tolerance}")
+            if not is_quantized(name) and r.max_logit_diff > config.fp32_atol:
+                r.reasons.append(
+                    f"fp32 logits differ from PyTorch by {r.max_logit_diff:.2e} > fp32_atol {config.fp32_atol}")
+            if config.max_logit_diff is not None and r.max_logit_diff > config.max_logit_diff:
+                r.reasons.append(f"max logit diff {r.max_logit_diff:.2e} > max_logit_diff {config.max_logit_diff}")
+            r.passed = not r.reasons
+            results.append(r)
+            runners[name] = run
+        if config.measure_pytorch:
+            runners = {"pytorch": pt, **runners}
+        latency, load_seen = {}, {}
+        if any(r.passed for r in results):  # nothing to choose from: no need to time anything
+            monitor = LoadMonitor()
+            with monitor.watch():
+                latency = time_interleaved(runners, timed, config.latency_repeats, config.warmup)
+            load_seen = monitor.summary()
+    finally:
+        torch.set_num_threads(old_threads)
+
+    reference["timed_on"] = f"{len(timed)} inputs of {timing_data}"
+    reference["size_bytes"] = sum(p.numel() * p.element_size() for p in model.parameters())
+    reference["latency"] = latency.get("pytorch")
+    for r in results:
+        r.latency = latency.get(r.name, {})
+        if reference["latency"] and r.latency:
+            r.speedup_vs_pytorch = reference["latency"]["mean_ms"] / r.latency["mean_ms"]
+    kept = [r for r in results if r.passed]
+    choice = VariantChoice(chosen=pick_variant(kept, config.speed_margin) if kept else "",
+                           results=results, reference=reference, data=data, config=config.to_dict(),
+                           other_cpu_load=load_seen, machine=machine_description())
+    if not kept:
+        raise FastFormersError(
+            f"no ONNX variant is within the tolerance of {config.tolerance} accuracy points on {data}:\n"
+            f"{choice.table()}\nRaise the tolerance, add fp32 candidates, or check the model.")
+    return choice
+
+
+def _record(save_dir: Path, choice: VariantChoice) -> None:
+    from ..measurements import record_measurement
+
+    common = dict(dataset=choice.data, batch_size=1, threads=choice.config["session"]["intra_op_num_threads"],
+                  machine=choice.machine)
+    timed = dict(common, dataset=choice.reference.get("timed_on"))
+    if choice.reference.get("latency"):
+        record_measurement(save_dir, "latency_ms", choice.reference["latency"]["mean_ms"], unit="ms",
+                           variant="pytorch", **timed)
+    if choice.reference.get("accuracy") is not None:
+        record_measurement(save_dir, "accuracy", choice.reference["accuracy"], variant="pytorch", **common)
+    # Every candidate as "onnx-<name>"; the chosen one (the graph in this folder) once more as plain "onnx".
+    chosen = choice.result(choice.chosen)
+    for r, variant in [*((r, f"onnx-{r.name}") for r in choice.results), (chosen, "onnx")]:
+        if r.latency:
+            record_measurement(save_dir, "latency_ms", r.latency["mean_ms"], unit="ms", variant=variant, **timed)
+            record_measurement(save_dir, "latency_p99_ms", r.latency["p99_ms"], unit="ms", variant=variant, **timed)
+        if r.accuracy is not None:
+            record_measurement(save_dir, "accuracy", r.accuracy, variant=variant, **common)
+        if r.max_logit_diff is not None:
+            record_measurement(save_dir, "max_logit_diff", r.max_logit_diff, variant=variant, **common)
+            record_measurement(save_dir, "label_agreement", r.label_agreement, variant=variant, **common)
+
+
+def chosen_with(save_dir: str | os.PathLike, config: VariantChoiceConfig) -> bool:
+    """Whether ``save_dir`` holds a variant chosen with exactly these settings (candidates, tolerance, choice rule,
+    threads, ...): callers that cache a choice rebuild it when the settings, or the recipes they name, changed."""
+    done = read_json(Path(save_dir) / REPORT_FILE) or {}
+    return done.get("config") == json.loads(json.dumps(config.to_dict()))  # JSON round trip: tuples become lists
+
+
+def optimize_for_inference(model_or_dir, save_dir: str | os.PathLike, eval_dataset=None, tolerance: float | None = None,
+                           tokenizer=None, config: VariantChoiceConfig | None = None, latency_dataset=None,
+                           work_dir: str | os.PathLike | None = None, overwrite: bool = True) -> Path:
+    """Export, build the candidate variants, and save the fastest one within ``tolerance`` to ``save_dir``.
+
+    ``eval_dataset`` (a Dataset of raw text + labels, or tokenised) is the data the choice is measured on; without
+    it a random-token sample stands in and the tolerance applies to disagreement with PyTorch. ``latency_dataset``
+    (optional, no labels needed) is what the variants are timed on, e.g. inputs with production lengths. ``tolerance``
+    (accuracy points) overrides ``config.tolerance``. ``save_dir`` gets the chosen graph, tokenizer, config,
+    ``onnx_variants.json``/``.md`` (every candidate's numbers and the choice) and the measurements file. Candidates
+    are built in ``work_dir`` (kept) or a temporary folder (removed). Returns ``save_dir``.
+    """
+    config = config or VariantChoiceConfig()
+    if tolerance is not None:
+        config = dataclasses.replace(config, tolerance=tolerance)
+    source_dir = model_or_dir if isinstance(model_or_dir, (str, os.PathLike)) else None
+    _refuse_overwriting_input(source_dir, save_dir)
+    model = load_pytorch_model(source_dir) if source_dir is not None else model_or_dir
+    tokenizer = tokenizer or load_tokenizer(source_dir or getattr(model.config, "_name_or_path", None))
+    if tokenizer is None:
+        raise FastFormersError("no tokenizer found beside the model; pass tokenizer=...")
+    if eval_dataset is not None:  # fail on bad data before the slow part
+        eval_examples(eval_dataset, tokenizer, dataclasses.replace(config, max_eval_samples=1),
+                      getattr(model.config, "label2id", None))
+
+    with tempfile.TemporaryDirectory(prefix="ff-onnx-variants-") as tmp_work:
+        work = Path(work_dir) if work_dir is not None else Path(tmp_work)
+        export_dir = export_onnx(model, work / "fp32", tokenizer=tokenizer)
+        candidates = build_candidates(export_dir, work, config)
+        choice = choose_variant(model, tokenizer, candidates, eval_dataset, config, latency_dataset=latency_dataset)
+        with atomic_output_dir(save_dir, overwrite=overwrite) as out:
+            for p in Path(candidates[choice.chosen]).iterdir():
+                if p.is_file():
+                    shutil.copy2(p, out / p.name)
+            disabled = SESSION_DISABLED_OPTIMIZERS.get(choice.chosen)
+            if disabled:  # loaders (inference_session) apply it; Optimum's ORTModel ignores it and runs unchanged
+                write_json(out / SESSION_FILE, {"variant": choice.chosen, "disabled_optimizers": list(disabled)})
+            write_json(out / REPORT_FILE, choice.to_dict())
+            (out / REPORT_MD).write_text(
+                f"# ONNX variant choice\n\nChosen: **{choice.chosen}** (fastest within {config.tolerance} accuracy "
+                f"points of PyTorch fp32; variants within {100 * config.speed_margin:g}% of the fastest latency count "
+                f"as equally fast and the most accurate of them wins), checked on {choice.data}, timed on "
+                f"{choice.reference['timed_on']}, batch 1, {config.session.intra_op_num_threads} thread(s), other processes using "
+                f"{choice.other_cpu_load['other_load_cores']} cores.\n\n{choice.table()}\n", encoding="utf-8")
+            _record(out, choice)
+            _record_step(out, {"step": "onnx_choose_variant", "variant": choice.chosen, "tolerance": config.tolerance,
+                               "steps": list(VARIANTS[choice.chosen])})
+    return Path(save_dir)

@@ -1,0 +1,1 @@
+"""The staged ``compress`` recipe and the shape planning that precedes it."""

@@ -1,0 +1,116 @@
+"""The recipe of ``fastformers-hf compress``: one dataclass, read from a YAML/JSON file and/or flags.
+
+Flags follow ``TrainingArguments`` naming (``output_dir``, ``learning_rate``, ``per_device_train_batch_size``,
+``seed``, ``push_to_hub``, ``hub_model_id``, ...). Every setting is checked in :meth:`CompressConfig.validate`,
+which ``--dry-run`` runs alone, in seconds, before any training.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Union
+
+from ..errors import FastFormersError
+
+
+def parse_target(value: Optional[str]) -> Union[None, int, float]:
+    """'6' -> 6 units kept per layer, '0.5' -> half of them, None -> unchanged."""
+    if value is None or str(value).lower() in ("", "none"):
+        return None
+    text = str(value)
+    try:
+        return float(text) if "." in text else int(text)
+    except ValueError:
+        raise FastFormersError(f"pruning target {value!r} is neither a count (e.g. 6) nor a ratio (e.g. 0.5).") from None
+
+
+@dataclass
+class CompressConfig:
+    """distil -> prune -> re-distil -> ONNX Runtime variant -> serving settings -> (cascade) -> evaluate -> card."""
+
+    model_name_or_path: str = field(default=None, metadata={"help": "The fine-tuned teacher (local dir or Hub id)."})
+    output_dir: str = field(default="runs/compress", metadata={"help": "Each stage writes its own subdirectory here."})
+    data: Optional[str] = field(default=None, metadata={"help": "Folder of GLUE-style train/dev files or a Hub dataset "
+                                                                "id; empty = generated sentiment data (offline demo)."})
+    task: str = field(default="sst2", metadata={"help": "Task name: sets the text and label columns."})
+    max_length: int = field(default=128, metadata={"help": "Truncation length; batches are padded dynamically."})
+    max_train_samples: Optional[int] = field(default=None, metadata={"help": "Use a shuffled subset of train."})
+    max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Use the first N validation rows."})
+    teacher_fine_tune_steps: int = field(default=0, metadata={"help": "Fine-tune the given model first (for a "
+                                                                       "pretrained, not yet fine-tuned model)."})
+    student_layers: int = field(default=3, metadata={"help": "Student depth, initialised from teacher layers."})
+    student_hidden_act: Optional[str] = field(default=None, metadata={"help": "e.g. relu (FastFormers' choice)."})
+    max_steps: int = field(default=1000, metadata={"help": "Distillation steps."})
+    heads_per_layer: Optional[str] = field(default=None, metadata={"help": "Heads kept per layer: count or ratio; "
+                                                                           "empty = no head pruning."})
+    ffn_width: Optional[str] = field(default=None, metadata={"help": "FFN neurons kept per layer: count or ratio."})
+    pruning_method: str = field(default="first_order", metadata={"help": "first_order, magnitude or random."})
+    scoring_examples: int = field(default=1000, metadata={"help": "Held-out train rows used to score heads/neurons."})
+    redistill_steps: int = field(default=500, metadata={"help": "Re-distillation steps after pruning."})
+    temperature: float = field(default=2.0, metadata={"help": "Distillation temperature."})
+    learning_rate: float = field(default=1e-4, metadata={"help": "Learning rate of the student."})
+    per_device_train_batch_size: int = field(default=32, metadata={"help": "Training batch size."})
+    seed: int = field(default=0, metadata={"help": "Seed of data shuffling and initialisation."})
+    onnx_tolerance: float = field(default=0.5, metadata={"help": "Accuracy points the ONNX variant may lose."})
+    quantization_preset: str = field(default="auto", metadata={"help": "auto, avx512_vnni, avx2 or arm64."})
+    threads: int = field(default=1, metadata={"help": "Intra-op threads for timing and serving."})
+    latency_samples: int = field(default=300, metadata={"help": "Validation inputs timed at batch 1."})
+    push_to_hub: bool = field(default=False, metadata={"help": "Push the result (PyTorch + ONNX + card)."})
+    hub_model_id: Optional[str] = field(default=None, metadata={"help": "namespace/name of the Hub repo."})
+    hub_private_repo: bool = field(default=False, metadata={"help": "Create the repo private."})
+    hub_token: Optional[str] = field(default=None, metadata={"help": "Write token (default: HF_TOKEN / login)."})
+    dry_run: bool = field(default=False, metadata={"help": "Validate the recipe (paths, shapes, targets, "
+                                                           "dependencies) in seconds and stop."})
+
+    def __post_init__(self):
+        if self.pruning_method not in ("first_order", "magnitude", "random"):
+            raise FastFormersError(f"pruning_method must be first_order, magnitude or random, got "
+                                   f"{self.pruning_method!r}.")
+        for name in ("max_steps", "student_layers", "per_device_train_batch_size", "threads", "latency_samples"):
+            if getattr(self, name) < 1:
+                raise FastFormersError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        for name in ("redistill_steps", "teacher_fine_tune_steps"):
+            if getattr(self, name) < 0:
+                raise FastFormersError(f"{name} must be >= 0, got {getattr(self, name)}.")
+        if not self.temperature > 0:
+            raise FastFormersError(f"temperature must be > 0, got {self.temperature}.")
+        if self.onnx_tolerance < 0:
+            raise FastFormersError(f"onnx_tolerance must be >= 0, got {self.onnx_tolerance}.")
+        parse_target(self.heads_per_layer), parse_target(self.ffn_width)
+        if self.push_to_hub and not self.hub_model_id:
+            raise FastFormersError("push_to_hub needs hub_model_id (namespace/name).")
+
+    @property
+    def prunes(self) -> bool:
+        return parse_target(self.heads_per_layer) is not None or parse_target(self.ffn_width) is not None
+
+    def settings(self, *names: str) -> dict:
+        return {n: getattr(self, n) for n in names}
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+
+def read_recipe(path: str) -> dict:
+    """A YAML or JSON recipe as a dict; unknown keys are refused with the list of valid ones."""
+    import json
+
+    import yaml
+
+    p = Path(path)
+    if not p.exists():
+        raise FastFormersError(f"recipe file not found: {p}")
+    text = p.read_text(encoding="utf-8")
+    try:
+        recipe = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as e:
+        raise FastFormersError(f"recipe {p} is not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {e}") from None
+    if not isinstance(recipe, dict):
+        raise FastFormersError(f"recipe {p} must be a mapping of setting: value.")
+    unknown = sorted(set(recipe) - set(CompressConfig.field_names()))
+    if unknown:
+        raise FastFormersError(f"recipe {p} has unknown keys {unknown}; valid keys: "
+                               f"{', '.join(CompressConfig.field_names())}.")
+    return recipe

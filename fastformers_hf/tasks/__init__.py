@@ -1,0 +1,1 @@
+"""Task data: loading named tasks and user files, tokenisation, metrics, generated offline data."""

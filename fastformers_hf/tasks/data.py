@@ -1,0 +1,120 @@
+"""Loading GLUE-style data (local TSV/CSV or Hub datasets) and tokenising it with dynamic padding."""
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from datasets import Dataset, DatasetDict, load_dataset
+
+from ..errors import FastFormersError
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    text_fields: tuple[str, ...]
+    label_names: tuple[str, ...]
+    label_field: str = "label"
+    metric: str = "accuracy"
+
+    def inputs(self, split) -> list:
+        """The split's model inputs in order: texts, or (text, text) pairs for two-text tasks."""
+        cols = [list(split[f]) for f in self.text_fields]
+        return cols[0] if len(cols) == 1 else list(zip(*cols))
+
+
+TASKS: dict[str, TaskSpec] = {
+    "sst2": TaskSpec(("sentence",), ("negative", "positive")),
+    "rte": TaskSpec(("sentence1", "sentence2"), ("entailment", "not_entailment")),
+    "boolq": TaskSpec(("question", "passage"), ("False", "True")),
+    "mrpc": TaskSpec(("sentence1", "sentence2"), ("not_equivalent", "equivalent"), metric="f1"),
+    "cola": TaskSpec(("sentence",), ("unacceptable", "acceptable"), metric="matthews_correlation"),
+}
+
+# GLUE file names for each split, in the order we look for them.
+_SPLIT_FILES = {"train": ("train",), "validation": ("dev", "validation", "val")}
+
+
+def get_task(task: str) -> TaskSpec:
+    if task not in TASKS:
+        raise FastFormersError(f"unknown task {task!r}; known tasks: {', '.join(TASKS)}")
+    return TASKS[task]
+
+
+def load_local_split(path: str | os.PathLike) -> Dataset:
+    """A GLUE-style ``.tsv`` (tab-separated, header row, no quoting) or ``.csv``/``.json``/``.jsonl`` file."""
+    path = Path(path)
+    if not path.exists():
+        raise FastFormersError(f"data file not found: {path}")
+    if path.suffix == ".tsv":
+        # GLUE text contains bare quotes; QUOTE_NONE keeps them as text instead of merging rows.
+        return load_dataset("csv", data_files=str(path), delimiter="\t", quoting=csv.QUOTE_NONE, split="train")
+    if path.suffix == ".csv":
+        return load_dataset("csv", data_files=str(path), split="train")
+    if path.suffix in (".json", ".jsonl"):
+        return load_dataset("json", data_files=str(path), split="train")
+    raise FastFormersError(f"unsupported data file {path.name}: use .tsv, .csv, .json or .jsonl")
+
+
+def load_task_data(data: str | os.PathLike, task: str | None = None, max_train_samples: int | None = None,
+                   max_eval_samples: int | None = None, seed: int = 0) -> DatasetDict:
+    """``train``/``validation`` splits from a local folder of GLUE files or a Hub dataset id.
+
+    A folder must hold ``train.{tsv,csv,jsonl}`` and ``dev``/``validation`` files. A Hub id goes through
+    ``datasets.load_dataset(data, task)`` (which needs the network or a local cache).
+    """
+    path = Path(data)
+    if path.is_dir():
+        splits = {}
+        for split, stems in _SPLIT_FILES.items():
+            for stem in stems:
+                found = [p for p in (path / f"{stem}{ext}" for ext in (".tsv", ".csv", ".jsonl", ".json")) if p.exists()]
+                if found:
+                    splits[split] = load_local_split(found[0])
+                    break
+        if "train" not in splits and "validation" not in splits:
+            raise FastFormersError(f"{path} holds no train/dev files (train.tsv, dev.tsv, ...).")
+        dsd = DatasetDict(splits)
+    elif path.suffix and path.exists():
+        dsd = DatasetDict({"train": load_local_split(path)})
+    else:
+        dsd = load_dataset(str(data), task) if task else load_dataset(str(data))
+        if "validation" not in dsd and "dev" in dsd:
+            dsd["validation"] = dsd.pop("dev")
+    if max_train_samples is not None and "train" in dsd and len(dsd["train"]) > max_train_samples:
+        dsd["train"] = dsd["train"].shuffle(seed=seed).select(range(max_train_samples))
+    if max_eval_samples is not None and "validation" in dsd and len(dsd["validation"]) > max_eval_samples:
+        dsd["validation"] = dsd["validation"].select(range(max_eval_samples))
+    return dsd
+
+
+def check_columns(dataset: Dataset, needed, what: str = "dataset") -> None:
+    missing = [c for c in needed if c not in dataset.column_names]
+    if missing:
+        raise FastFormersError(
+            f"the {what} has no column {', '.join(map(repr, missing))} (it has {dataset.column_names}); "
+            "rename the columns or pass the right task / text_fields."
+        )
+
+
+def tokenize(dataset, tokenizer, text_fields=("sentence",), label_field: str | None = "label", max_length: int = 128):
+    """Tokenise without padding (the collator pads each batch to its own longest input: dynamic length).
+
+    Keeps the label as ``labels`` (and a cached ``teacher_logits`` column); drops the raw text columns.
+    """
+    keep = {label_field, "teacher_logits"}
+
+    def encode(batch):
+        return tokenizer(*[batch[f] for f in text_fields], truncation=True, max_length=max_length)
+
+    def one(ds):
+        check_columns(ds, list(text_fields) + ([label_field] if label_field else []))
+        ds = ds.map(encode, batched=True, remove_columns=[c for c in ds.column_names if c not in keep])
+        if label_field and label_field != "labels":
+            ds = ds.rename_column(label_field, "labels")
+        return ds
+
+    if isinstance(dataset, DatasetDict):
+        return DatasetDict({name: one(ds) for name, ds in dataset.items()})
+    return one(dataset)

@@ -1,0 +1,1 @@
+"""Shared mechanisms: atomic output folders, interleaved timing and the load monitor."""
