@@ -36,8 +36,8 @@ from transformers import HfArgumentParser  # noqa: E402
 from fastformers_hf import CascadeClassifier, VariantChoiceConfig, cascade_curve, optimize_for_inference  # noqa: E402
 from fastformers_hf.cascade.model import confidence_scores, measure_throughput, softmax, timed_logits  # noqa: E402
 from fastformers_hf.tasks.data import load_local_split  # noqa: E402
-from fastformers_hf.utils.io import read_json, write_json  # noqa: E402
-from fastformers_hf.measurements import machine_description  # noqa: E402
+from fastformers_hf.utils.io import claim_output_dir, read_json, write_json  # noqa: E402
+from fastformers_hf.measurements import machine_description, machine_text  # noqa: E402
 from fastformers_hf.onnx.config import VARIANTS, is_quantized  # noqa: E402
 from fastformers_hf.onnx.variants import chosen_with  # noqa: E402
 
@@ -282,7 +282,7 @@ def report_md(report: dict) -> str:
              "Table 3 uses the cost model (one timed pass per tier). Threshold rules: 'point' = fastest threshold "
              f"whose accuracy on the fitting half reaches the target; '{s['guard']:.0%} guard' = fastest one reaching "
              f"it in {s['guard']:.0%} of bootstrap resamples of that half. Batch sizes were tuned for speed on one "
-             "half.", ""]
+             "half.", "", f"Machine: {machine_text(report.get('machine'))}.", ""]
     lines += ["## Checks", "",
               "The issue's expectations: speed-up at 99% of tier 2's accuracy with tuned batch sizes (held out, "
               "measured end to end; the cascade's pooled accuracy must reach 99% of tier 2 alone's at the same batch "
@@ -388,7 +388,7 @@ def main(argv=None) -> dict:
         (out / "report.md").write_text(report_md(report), encoding="utf-8")
         print(report_md(report))
         return report
-    out.mkdir(parents=True, exist_ok=True)
+    claim_output_dir(out, "bench_cascade", [args.dev])  # never a user's folder; reruns reuse the cached builds
     ds = load_local_split(args.dev)
     if args.max_examples:
         ds = ds.select(range(min(args.max_examples, len(ds))))

@@ -17,8 +17,9 @@ from transformers import (AutoModelForSequenceClassification, AutoTokenizer, HfA
 
 from fastformers_hf import (DistillationConfig, DistillationTrainer, cache_teacher_logits, compute_metrics,
                             load_task_data, make_student, record_measurement, tokenize)
-from fastformers_hf.utils.io import read_json, write_json
-from fastformers_hf.measurements import machine_description
+from fastformers_hf.utils.io import claim_output_dir, read_json, write_json
+from fastformers_hf.measurements import machine_description, machine_text
+from fastformers_hf.tasks.data import local_data_name
 from fastformers_hf.utils.timing import LoadMonitor, pytorch_classify_fn, summarize_ms, time_each, torch_threads
 
 
@@ -64,7 +65,7 @@ def stage(out: Path, name: str, build):
 
 def main():
     (args,) = HfArgumentParser(BenchArgs).parse_args_into_dataclasses()
-    out = Path(args.out)
+    out = claim_output_dir(args.out, "bench_distillation", [args.teacher_dir])  # never a user's folder
     torch_threads(args.threads)
     teacher_init = args.teacher_init or default_teacher_init()
     tokenizer = AutoTokenizer.from_pretrained(args.teacher_dir or teacher_init)
@@ -121,8 +122,9 @@ def main():
         if name == "teacher" and args.teacher_dir:
             continue  # never write into a teacher we were only given to read
         command = "python benchmarks/bench_distillation.py"
-        record_measurement(out / name, "accuracy", accuracy, dataset="sst2", split="validation", command=command)
-        record_measurement(out / name, "latency_batch1_median_ms", latency["median_ms"], unit="ms", dataset="sst2",
+        data_name = local_data_name(args.data_dir)  # the data's own name, whatever --data_dir holds
+        record_measurement(out / name, "accuracy", accuracy, dataset=data_name, split="validation", command=command)
+        record_measurement(out / name, "latency_batch1_median_ms", latency["median_ms"], unit="ms", dataset=data_name,
                            split="validation", threads=1, command=command)
     teacher_acc = rows["teacher"]["dev_accuracy"]
     report = {"settings": asdict(args) | {"teacher_init": teacher_init, "train_subset": len(data["train"])},
@@ -143,7 +145,7 @@ def main():
     lines.append(f"\nDistilled student keeps {100 * report['distilled_keeps_of_teacher']:.1f}% of the teacher's dev "
                  f"accuracy; distilled minus undistilled: {100 * report['distilled_minus_undistilled']:+.2f} points. "
                  f"Train subset: {len(data['train'])} SST-2 sentences (seed-0 shuffle); latency: {len(dev_sample)} dev "
-                 f"sentences, 1 thread, dynamic length.")
+                 f"sentences, 1 thread, dynamic length. Machine: {machine_text(report['machine'])}.")
     (out / "report.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -26,11 +26,12 @@ from transformers import AutoTokenizer, HfArgumentParser
 
 import fastformers_hf
 from fastformers_hf import SessionConfig, VariantChoiceConfig, load_task_data, optimize_for_inference
-from fastformers_hf.utils.io import atomic_output_dir, read_json, write_json
-from fastformers_hf.measurements import machine_description, record_measurement
-from fastformers_hf.onnx.export import inference_session, load_pytorch_model, model_size_bytes
+from fastformers_hf.utils.io import atomic_output_dir, claim_output_dir, read_json, write_json
+from fastformers_hf.measurements import machine_description, machine_text, record_measurement
+from fastformers_hf.onnx.export import inference_session, model_size_bytes
+from fastformers_hf.utils.model_folder import load_pytorch_model
 from fastformers_hf.onnx.variants import chosen_with, ort_runner, pytorch_runner
-from fastformers_hf.utils.timing import LoadMonitor
+from fastformers_hf.utils.timing import time_interleaved
 
 warnings.filterwarnings("ignore", message=".*torch.ao.quantization.*")  # deprecation notice of quantize_dynamic
 
@@ -147,27 +148,14 @@ def ours(model_dir: Path, target: Path, args, dev, latency_feats=None) -> Path:
 
 def measure(runners: dict, feats, repeats: int):
     """Interleaved timed passes; logits of the first pass kept for accuracy. Returns per-config stats and load."""
-    times = {n: [] for n in runners}
-    logits, loads = {}, []
-    names = list(runners)
-    for r in range(repeats):
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            run, out = runners[name], []
-            monitor = LoadMonitor()
-            with monitor.watch():
-                for f in feats:
-                    t0 = time.perf_counter()
-                    y = run(f)
-                    times[name].append(time.perf_counter() - t0)
-                    out.append(y)
-            loads.append({"repeat": r, "config": name, **monitor.summary()})
-            logits.setdefault(name, np.concatenate(out))
-    stats = {}
-    for n, t in times.items():
-        ms = 1e3 * np.asarray(t)
-        per_pass = ms.reshape(repeats, len(feats)).mean(1)
-        stats[n] = {"median_ms": float(np.median(ms)), "p99_ms": float(np.percentile(ms, 99)),
-                    "mean_ms": float(np.median(per_pass))}
+    timing = time_interleaved(runners, feats, repeats=repeats, keep_outputs=True)
+    stats, logits = {}, {}
+    for n in runners:
+        s = timing.latency(n)
+        stats[n] = {"median_ms": s["median_ms"], "p99_ms": s["p99_ms"], "mean_ms": timing.pass_mean_ms(n)}
+        logits[n] = np.concatenate(timing.of(n)[0].outputs)
+    loads = [{"repeat": p.round, "config": p.name, "other_load_cores": round(p.other_load_cores, 3),
+              "disturbed": p.disturbed} for p in timing.runs]
     return stats, logits, loads
 
 
@@ -184,7 +172,6 @@ for key in inputs.files:
 feats = [by_index[i] for i in sorted(by_index)]
 if kind in ("pt", "ptq"):
     import torch
-    from fastformers_hf.onnx.export import load_pytorch_model
     torch.set_num_threads(threads)
     model = load_pytorch_model(path)
     if kind == "ptq":
@@ -303,7 +290,7 @@ def checks(rows: list) -> list[str]:
 
 def main() -> None:
     (args,) = HfArgumentParser(BenchArgs).parse_args_into_dataclasses()
-    out = Path(args.out)
+    out = claim_output_dir(args.out, "bench_onnx", [args.teacher])  # never a user's folder; reruns reuse caches
     (out / "models").mkdir(parents=True, exist_ok=True)
     tokenizer = AutoTokenizer.from_pretrained(args.teacher)
     student = make_student(args, out, tokenizer)
@@ -324,7 +311,7 @@ def main() -> None:
               "checks": checks(rows), "choices": {k: v for k, v in extra.items() if k != "loads"},
               "other_load_per_pass": extra.get("loads", []), "seconds": round(time.time() - start)}
     write_json(out / "report.json", report)
-    md = [f"# ONNX Runtime benchmark (batch 1)\n", f"Machine: {report['machine']}\n", note + "\n",
+    md = [f"# ONNX Runtime benchmark (batch 1)\n", f"Machine: {machine_text(report['machine'])}\n", note + "\n",
           "Latency excludes tokenisation. mean ms = median over passes of the mean per-query latency; ratios use it. "
           "ONNX configurations run in a bare onnxruntime.InferenceSession (Optimum's plain route: ORT default "
           "session options but 1 thread; ours: SessionConfig, spinning off), PyTorch as model(**inputs) under "

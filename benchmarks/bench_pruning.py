@@ -25,10 +25,11 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Data
 import fastformers_hf
 from fastformers_hf import (DistillationConfig, DistillationTrainer, cache_teacher_logits, held_out_split,
                             importance_scores, load_pruned, load_task_data, prune, record_measurement, tokenize)
-from fastformers_hf.utils.io import atomic_output_dir, read_json, write_json
-from fastformers_hf.measurements import machine_description
+from fastformers_hf.utils.io import atomic_output_dir, claim_output_dir, read_json, write_json
+from fastformers_hf.measurements import machine_description, machine_text
 from fastformers_hf.pruning.structured import scoring_dataloader
-from fastformers_hf.utils.timing import LoadMonitor, pytorch_classify_fn, summarize_ms, torch_threads
+from fastformers_hf.tasks.data import local_data_name
+from fastformers_hf.utils.timing import DEFAULT_WARMUP, pytorch_classify_fn, time_interleaved, torch_threads
 
 
 @dataclass
@@ -85,9 +86,8 @@ def ort_classify_fn(session, tokenizer, max_length: int):
 class Bench:
     def __init__(self, args: BenchArgs):
         self.args = args
-        self.out = Path(args.out)
+        self.out = claim_output_dir(args.out, "bench_pruning", [args.teacher, args.data_dir])  # never a user's folder
         self.tokenizer = AutoTokenizer.from_pretrained(args.teacher)
-        self.monitor = LoadMonitor()
         raw = load_task_data(args.data_dir)
         rest, scoring = held_out_split(raw["train"], num_examples=args.scoring_examples, seed=0)
         n_train = min(args.redistil_steps * args.batch_size, len(rest))
@@ -177,8 +177,8 @@ class Bench:
         if self.args.onnx:
             row["onnx_int8"] = self.measure_onnx(name, model_dir or Path(self.args.teacher))
         if model_dir is not None:
-            record_measurement(model_dir, "accuracy", acc, dataset="sst2", split="validation",
-                               command="python benchmarks/bench_pruning.py")
+            record_measurement(model_dir, "accuracy", acc, dataset=local_data_name(self.args.data_dir),
+                               split="validation", command="python benchmarks/bench_pruning.py")
         write_json(cache, row)
         return row
 
@@ -201,27 +201,19 @@ class Bench:
                 session = inference_session(int8, SessionConfig(intra_op_num_threads=1))
                 fns[(name, "onnx_int8")] = ort_classify_fn(session, self.tokenizer, self.args.max_length)
         log(f"timing {len(fns)} variants, interleaved, on {len(self.latency_sample)} sentences")
-        sample = list(self.latency_sample)
-        times = {key: [] for key in fns}
-        with self.monitor.watch():
-            for i, example in enumerate(sample[:5] + sample):  # the first 5 warm up
-                for key, fn in fns.items():
-                    start = time.perf_counter()
-                    fn(example)
-                    if i >= 5:
-                        times[key].append(time.perf_counter() - start)
+        timing = time_interleaved(fns, list(self.latency_sample), warmup=DEFAULT_WARMUP, interleave="item")
         torch_threads(self.args.threads)
-        for (name, variant), seconds in times.items():
-            lat = summarize_ms(seconds)
+        for name, variant in fns:
+            lat = timing.latency((name, variant))
             if variant == "pytorch":
                 rows[name]["latency_pytorch_1thread"] = lat
                 if dirs[name] is not None:
                     record_measurement(dirs[name], "latency_batch1_median_ms", lat["median_ms"], unit="ms",
-                                       dataset="sst2", split="validation", threads=1,
+                                       dataset=local_data_name(self.args.data_dir), split="validation", threads=1,
                                        command="python benchmarks/bench_pruning.py")
             else:
                 rows[name]["onnx_int8"]["latency_1thread"] = lat
-        return self.monitor.summary()
+        return timing.load()
 
     def measure_onnx(self, name: str, model_dir: Path) -> dict:
         if not hasattr(fastformers_hf, "quantize_onnx"):
@@ -360,6 +352,7 @@ def main():
         f"re-distilled: {_pts(findings['first_order_minus_random_redistilled'])}. Re-distilled {size[0]}h/{size[1]} "
         f"vs teacher: {findings['redistilled_minus_teacher_points']:+.2f} points at "
         f"{findings['redistilled_speedup_pytorch']:.2f}x PyTorch speed.",
+        f"Machine: {machine_text(report['machine'])}.",
     ]
     (out / "report.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines), flush=True)

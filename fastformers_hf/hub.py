@@ -23,7 +23,6 @@ from typing import Any, Mapping
 
 from .architectures import ARCHITECTURES
 from .errors import FastFormersError
-from .utils.io import read_json
 from .shape_record import compression_record
 
 ONNX_FOLDER = "onnx"
@@ -103,9 +102,11 @@ def _check_loads(model_dir: Path, config: Mapping[str, Any], record: Mapping[str
         return "fastformers_hf.load_pruned"
     name = (config.get("architectures") or [None])[0]
     cls = getattr(transformers, name or "", None) or transformers.AutoModelForSequenceClassification
+    from safetensors import SafetensorError
+
     try:
         model, info = cls.from_pretrained(model_dir, output_loading_info=True)
-    except (RuntimeError, ValueError, OSError) as e:
+    except (RuntimeError, ValueError, OSError, SafetensorError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise FastFormersError(
             f"{model_dir} does not load with {cls.__name__}.from_pretrained ({first[:300]}); its config.json and "
@@ -127,11 +128,10 @@ def verify_model_dir(model_dir: str | os.PathLike, load: bool = True) -> dict[st
     (``config.fastformers``) equal to the shape of the weights, and (with torch, ``load=True``) loadable the way a
     user of the Hub repo will load it. Returns the compression record plus ``loads_with``; raises FastFormersError.
     """
+    from .utils.model_folder import model_config
+
     model_dir = Path(model_dir)
-    config = read_json(model_dir / "config.json") if model_dir.is_dir() else None
-    if config is None:
-        raise FastFormersError(
-            f"{model_dir} holds no config.json; pass the directory the model was saved to with save_pretrained.")
+    config = model_config(model_dir)
     record = compression_record(model_dir)
     found = shape_from_weights(_weight_shapes(model_dir), config)
     if found is not None and record.get("heads_per_layer") is not None:
@@ -335,6 +335,11 @@ def _upload(model_dir: Path, repo_id: str, ops, *, private: bool, token, revisio
         return api.create_commit(repo_id, operations=ops, commit_message=message, revision=branch)
     except (HfHubHTTPError, requests.RequestException, OSError) as e:
         raise _push_error(e, stage, repo_id, branch, ops, token, model_dir) from e
+    except RuntimeError as e:  # huggingface_hub wraps a failed LFS upload: "Error while uploading '<file>' ..."
+        cause = e.__cause__ if isinstance(e.__cause__, (HfHubHTTPError, requests.RequestException, OSError)) else None
+        if cause is None and "uploading" not in str(e):
+            raise
+        raise _push_error(cause or e, stage, repo_id, branch, ops, token, model_dir) from e
 
 
 def compression_record_from_hub(repo_id: str, revision: str | None = None, token: str | None = None,

@@ -12,29 +12,88 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from .utils.io import read_json, write_json
 
 MEASUREMENTS_FILE = "fastformers_measurements.json"
 
 
-def machine_description() -> dict[str, Any]:
-    """Where a measurement was taken: CPU model, core count, library versions."""
-    cpu = platform.processor() or platform.machine()
+# Instruction sets that decide which int8/bf16 kernels ONNX Runtime and PyTorch run; two CPUs with the same model
+# name but different flags give different speed-ups. Only those present are recorded.
+VECTOR_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16",
+                "asimddp", "i8mm", "sve")
+LIBRARIES = ("torch", "transformers", "onnxruntime", "optimum")
+
+
+def cpu_info() -> dict[str, str]:
+    """The first processor's fields of ``/proc/cpuinfo`` (``model name``, ``cpu family``, ``flags``...); {} where
+    there is no such file."""
+    info: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
+                if not line.strip():
+                    if info:
+                        break  # the first processor is enough: they are alike
+                    continue
+                key, _, value = line.partition(":")
+                info.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    info: dict[str, Any] = {"cpu": cpu, "cores": os.cpu_count(), "python": sys.version.split()[0]}
-    for mod in ("torch", "transformers", "onnxruntime", "optimum"):
+    return info
+
+
+def cpu_flags(info: dict[str, str] | None = None) -> list[str]:
+    """Every instruction-set flag of the CPU (``flags`` on x86, ``Features`` on ARM)."""
+    info = cpu_info() if info is None else info
+    return (info.get("flags") or info.get("Features") or "").split()
+
+
+def _number(text: str | None) -> int | str | None:
+    return int(text) if text and text.isdigit() else text
+
+
+def machine_description() -> dict[str, Any]:
+    """Where a measurement was taken: CPU model name, vendor, family and model numbers (the name alone, e.g.
+    "AMD EPYC", does not say which generation), the vector flags present, logical and physical cores, versions."""
+    info = cpu_info()
+    flags = set(cpu_flags(info))
+    logical = os.cpu_count()
+    machine: dict[str, Any] = {
+        "cpu": info.get("model name") or platform.processor() or platform.machine(),
+        "vendor": info.get("vendor_id") or info.get("CPU implementer"),
+        "cpu_family": _number(info.get("cpu family")), "cpu_model": _number(info.get("model") or info.get("CPU part")),
+        "vector_flags": [f for f in VECTOR_FLAGS if f in flags],
+        "cores": logical,  # logical CPUs; the name older records and model cards read
+        "logical_cores": logical, "physical_cores": psutil.cpu_count(logical=False),
+        "python": sys.version.split()[0]}
+    for mod in LIBRARIES:
         try:
-            info[mod] = __import__(mod).__version__
+            machine[mod] = __import__(mod).__version__
         except Exception:  # not installed, or no __version__
             pass
-    return info
+    return machine
+
+
+def machine_text(machine: dict[str, Any] | None) -> str:
+    """One line for Markdown reports: CPU with vendor, family and model, vector flags, cores, library versions.
+    Records from before some of these fields existed show the fields they have."""
+    if not machine:
+        return "not recorded"
+    m = machine
+    ids = [m.get("vendor"), *(f"{label} {m[key]}" for key, label in (("cpu_family", "family"), ("cpu_model", "model"))
+                              if m.get(key) is not None)]
+    cpu = m.get("cpu") or "unknown CPU"
+    parts = [f"{cpu} ({', '.join(x for x in ids if x)})" if any(ids) else cpu]
+    if "vector_flags" in m:
+        parts.append("vector flags: " + (" ".join(m["vector_flags"]) or "none"))
+    if m.get("physical_cores"):
+        parts.append(f"{m.get('logical_cores') or m.get('cores')} logical / {m['physical_cores']} physical cores")
+    elif m.get("cores"):
+        parts.append(f"{m['cores']} cores")
+    parts += [f"{k} {m[k]}" for k in ("python", *LIBRARIES) if m.get(k)]
+    return ", ".join(parts)
 
 
 def load_measurements(model_dir: str | os.PathLike) -> list[dict[str, Any]]:

@@ -276,6 +276,30 @@ class Variant:
         return human_size(self.size_bytes)
 
 
+def how_to_use(model_id: str, variants: list[Variant]) -> str:
+    first = variants[0] if variants else None
+    call = 'classifier("a short sentence to classify")'
+    if first is not None and first.load.startswith("fastformers_hf.load_pruned"):
+        return (f"import huggingface_hub\nfrom transformers import AutoTokenizer, pipeline\n\n"
+                f"from fastformers_hf import load_pruned  # per-layer FFN widths: no config.json can describe them\n\n"
+                f'path = huggingface_hub.snapshot_download("{model_id}")\n'
+                f'classifier = pipeline("text-classification", model=load_pruned(path), '
+                f"tokenizer=AutoTokenizer.from_pretrained(path))\n{call}")
+    if first is not None and first.format.startswith("ONNX"):
+        return (f"from optimum.onnxruntime import ORTModelForSequenceClassification\n"
+                f"from transformers import AutoTokenizer, pipeline\n\n"
+                f"model = {first.load}\n"
+                f'classifier = pipeline("text-classification", model=model, '
+                f'tokenizer=AutoTokenizer.from_pretrained("{model_id}"{_subfolder_arg(first.load)}))\n{call}')
+    return (f"from transformers import pipeline\n\n"
+            f'classifier = pipeline("text-classification", model="{model_id}")\n{call}')
+
+
+def _subfolder_arg(load: str) -> str:
+    m = re.search(r'subfolder="([^"]+)"', load)
+    return f', subfolder="{m.group(1)}"' if m else ""
+
+
 def human_size(n: int | float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1000 or unit == "GB":
@@ -465,6 +489,13 @@ class FastFormersCardData:
     @property
     def quantized(self) -> bool:
         return any(v.precision == "int8" for v in self.variants)
+
+    @property
+    def how_to_use(self) -> str:
+        """The Python that loads this very model into a ``pipeline``: from its shape (a plain ``from_pretrained``
+        where the config can describe it, ``load_pruned`` for per-layer FFN widths, ONNX Runtime when only graphs
+        are pushed). The card tests run it against a Hub."""
+        return how_to_use(self.model_id, self.variants)
 
     @property
     def hub_base_model(self) -> str | None:

@@ -6,7 +6,7 @@ Standard library only, threaded, on 127.0.0.1 and a free port. Point a client at
 (read when ``huggingface_hub`` is imported), ``HF_HUB_DISABLE_XET=1`` and a fresh ``HF_HOME``.
 
 - ``token``: when set, writes need ``Authorization: Bearer <token>`` (401 otherwise), and so do reads of private repos.
-- ``fail_on``: a route name ("preupload", "lfs_batch", "commit") whose next request gets its connection dropped with
+- ``fail_on``: a route name ("preupload", "lfs_batch", "lfs_upload", "commit") whose next request gets its connection dropped with
   no answer, to simulate a network failure in the middle of a push.
 """
 from __future__ import annotations
@@ -29,6 +29,7 @@ class HubServer:
     def __init__(self, token: str | None = None):
         self.token = token
         self.fail_on: str | None = None
+        self.fail_always = False  # True: every request of that route fails (the server stays down for it)
         self.repos: dict[str, dict] = {}  # repo_id -> {"private", "branches": {name: oid}, "commits": {oid: {...}}}
         self.lfs: dict[str, bytes] = {}  # sha256 -> content
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request, for assertions
@@ -94,7 +95,8 @@ def _make_handler(hub: HubServer):
             """Simulated network failure: read the request, then close the socket without an answer."""
             if hub.fail_on != route:
                 return False
-            hub.fail_on = None
+            if not hub.fail_always:
+                hub.fail_on = None
             self._body()
             self.close_connection = True
             return True
@@ -242,6 +244,8 @@ def _make_handler(hub: HubServer):
         def do_PUT(self):
             parts, _ = self._route()
             if len(parts) == 2 and parts[0] == "lfs-upload":
+                if self._dropped("lfs_upload"):
+                    return None
                 data = self._body()
                 if hashlib.sha256(data).hexdigest() != parts[1]:
                     return self._send(400, {"error": "sha256 mismatch"})

@@ -58,7 +58,7 @@ def test_compress_runs_every_stage_then_resumes(setup, tmp_path, monkeypatch):
     assert stages_run(log) == ["3-redistill", "4-onnx", "5-final"]
 
     log.clear()  # other variant recipes (a new release): the ONNX variant is chosen again, training is kept
-    from fastformers_hf import onnx_config
+    from fastformers_hf.onnx import config as onnx_config
 
     monkeypatch.setattr(onnx_config, "VARIANTS", {k: v for k, v in onnx_config.VARIANTS.items() if k != "fp32-fused"})
     CompressPipeline(parse(argv(setup, out, "--redistill_steps", "3")), log=log.append).run()
@@ -115,3 +115,38 @@ def test_recipe_file_and_flag_override(setup, tmp_path, capsys):
     assert config.student_layers == 2 and config.data == str(setup / "data")
     assert main(["compress", "--recipe", str(recipe), "--student_layers", "2", "--dry-run"]) == 0
     assert "recipe OK" in capsys.readouterr().out
+
+
+def test_final_rows_take_accuracy_and_latency_at_the_same_batch_size(setup, tmp_path, monkeypatch):
+    """Dynamic int8 answers move with batch padding, so a row's accuracy must come from the batch size its latency
+    is measured at; the table header says which."""
+    from fastformers_hf.inference.classifier import TextClassifier
+    from fastformers_hf.pipeline.compress import format_summary
+
+    n_validation = 80  # the setup's dev split
+    batches = {"accuracy": set(), "latency": set()}
+    in_final = []
+    predict, final = TextClassifier.predict_logits, CompressPipeline._final
+
+    def spying_predict(self, inputs, *args, **kwargs):
+        if in_final:
+            inputs = list(inputs)
+            kind = "accuracy" if len(inputs) == n_validation else "latency"
+            batches[kind].add(min(self.config.batch_size, len(inputs)))
+        return predict(self, inputs, *args, **kwargs)
+
+    def spying_final(self, *args):
+        in_final.append(True)
+        try:
+            return final(self, *args)
+        finally:
+            in_final.clear()
+
+    monkeypatch.setattr(TextClassifier, "predict_logits", spying_predict)
+    monkeypatch.setattr(CompressPipeline, "_final", spying_final)
+    summary = CompressPipeline(parse(argv(setup, tmp_path / "out", "--heads_per_layer", "none", "--ffn_width",
+                                          "none")), log=lambda _: None).run()
+    batch = summary["final"]["serving"]["batch_size"]
+    assert batches["accuracy"] == batches["latency"] == {batch} == {1}
+    header = format_summary(summary).splitlines()[0]
+    assert f"accuracy (batch {batch})" in header and f"latency median (batch {batch}, ms)" in header

@@ -241,9 +241,15 @@ def test_dataset_without_labels_is_refused(tmp_path, trained_teacher, sentiment_
 
 
 def test_output_dir_holding_another_model_is_refused(tmp_path, trained_teacher, sentiment_data):
+    from fastformers_hf.utils.io import write_output_record
+
     tiny_model("roberta", num_layers=3).save_pretrained(tmp_path / "out")
     kwargs = dict(model=make_student(trained_teacher, num_layers=2), teacher_model=trained_teacher,
                   train_dataset=sentiment_data["train"])
+    for overwrite in (False, True):  # a folder we did not write is never replaced, even when asked
+        with pytest.raises(FastFormersError, match="did not write"):
+            DistillationTrainer(args=config(tmp_path, overwrite_output_dir=overwrite), **kwargs)
+    write_output_record(tmp_path / "out", "distill")  # an earlier distillation of ours, of another shape
     with pytest.raises(FastFormersError, match="already holds a different model"):
         DistillationTrainer(args=config(tmp_path), **kwargs)
     DistillationTrainer(args=config(tmp_path, overwrite_output_dir=True), **kwargs)  # explicit overwrite is fine

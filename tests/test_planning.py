@@ -47,6 +47,7 @@ def test_plan_cli_writes_report_and_explains_an_unreachable_budget(tmp_path, cap
     argv = ["plan", "--model_name_or_path", str(model_dir), "--seq_lengths", "8", "16", "--layers", "1", "2",
             "--ratios", "1", "0.5", "--output_dir", str(tmp_path / "plan")]
     assert main(argv) == 0
-    assert {p.name for p in (tmp_path / "plan").iterdir()} == {"plan.json", "plan.md", "plan.png"}
+    assert {p.name for p in (tmp_path / "plan").iterdir() if not p.name.startswith(".")} == {"plan.json", "plan.md",
+                                                                                             "plan.png"}
     assert main(argv + ["--latency_budget_ms", "0.000001"]) == 2
     assert "no candidate meets" in capsys.readouterr().err

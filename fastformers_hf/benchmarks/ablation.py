@@ -12,7 +12,8 @@ Two chains, each step changing one thing, all at batch 1:
 
 Measurement on a shared, noisy machine: every step of a table is timed in each of ``rounds`` rounds (the order
 rotated each round, so a burst of load from elsewhere hits every step alike); the median throughput is kept; the
-CPU used by other processes during each pass is recorded and passes above 0.25 cores are flagged as disturbed.
+CPU used by other processes during each pass is recorded and passes above
+:data:`~fastformers_hf.utils.timing.DISTURBED_ABOVE_CORES` cores are flagged as disturbed.
 Single-instance steps use all physical cores as intra-op threads (out of the box); the multi-instance steps split
 the same cores into 1-thread instances. Models are cached under ``out``: a rerun trains and exports nothing again.
 """
@@ -30,7 +31,7 @@ import numpy as np
 
 from .ablation_config import BOOLQ_DEV_QUERIES, INT8_CANDIDATES, PAPER, AblationConfig  # noqa: F401
 from .ablation_report import checks, markdown_table, multi_instance_ratio, plot, render_markdown  # noqa: F401
-from ..utils.io import atomic_output_dir, read_json, write_json
+from ..utils.io import atomic_output_dir, claim_output_dir, read_json, write_json
 from ..shape_record import shape_of
 
 logger = logging.getLogger(__name__)
@@ -127,35 +128,29 @@ def measure(steps: list[Step], pool: list, lengths, config: AblationConfig, desc
     """Time every step in ``config.rounds`` interleaved passes; per step the median queries/s and CPU per query."""
     from tqdm.auto import tqdm
 
-    from ..serving.layout_search import ProcessTreeLoadMonitor
+    from ..utils.timing import LoadMonitor, time_interleaved
 
     items = {}
     for step in tqdm(steps, desc=f"{desc}: warm-up", leave=False):
         step.predict(stratified(pool, lengths, 3, seed=1))
         items[step.name] = stratified(pool, lengths, _queries_per_pass(step, pool, lengths, config.pass_seconds))
-    passes: dict[str, list[dict[str, float]]] = {s.name: [] for s in steps}
+    by_name = {s.name: s for s in steps}
+    runners = {s.name: (lambda s=s: s.predict(items[s.name])) for s in steps}
     with tqdm(total=config.rounds * len(steps), desc=f"{desc}: timing") as bar:
-        for r in range(config.rounds):
-            for step in steps[r % len(steps):] + steps[:r % len(steps)]:
-                batch = items[step.name]
-                with ProcessTreeLoadMonitor(step.pids()) as monitor:
-                    start = time.perf_counter()
-                    step.predict(batch)
-                    wall = time.perf_counter() - start
-                passes[step.name].append({"queries_per_s": len(batch) / wall, "wall_s": wall,
-                                          "cpu_s_per_query": monitor.own_cpu_s / len(batch),
-                                          "other_load_cores": monitor.other_cores})
-                bar.update(1)
-    out = {}
-    for step in steps:
-        p = passes[step.name]
-        loads = [x["other_load_cores"] for x in p]
-        out[step.name] = {"queries_per_s": float(np.median([x["queries_per_s"] for x in p])),
-                          "cpu_s_per_query": float(np.median([x["cpu_s_per_query"] for x in p])),
-                          "queries_per_pass": len(items[step.name]), "other_load_median": float(np.median(loads)),
-                          "other_load_max": float(max(loads)), "disturbed_passes": sum(x > 0.25 for x in loads),
-                          "passes": p}
-    return out
+        timing = time_interleaved(runners, repeats=config.rounds, on_pass=lambda p: bar.update(1),
+                                  monitor=lambda names: LoadMonitor([p for n in names for p in by_name[n].pids()]))
+    return {step.name: _step_timing(timing, step.name, len(items[step.name])) for step in steps}
+
+
+def _step_timing(timing, name: str, queries: int) -> dict[str, Any]:
+    """Median queries/s and CPU per query (ours: parent and workers) over the passes of one step, and the load."""
+    passes = [{"queries_per_s": queries / p.wall_s, "wall_s": p.wall_s, "cpu_s_per_query": p.own_cpu_s / queries,
+               "other_load_cores": p.other_load_cores} for p in timing.of(name)]
+    load = timing.load([name])
+    return {"queries_per_s": float(np.median([x["queries_per_s"] for x in passes])),
+            "cpu_s_per_query": float(np.median([x["cpu_s_per_query"] for x in passes])),
+            "queries_per_pass": queries, "other_load_median": load["other_load_median"],
+            "other_load_max": load["other_load_max"], "disturbed_passes": load["disturbed_passes"], "passes": passes}
 
 
 def rapl_available() -> bool:
@@ -358,7 +353,7 @@ def _pruned_student(config: AblationConfig, out: Path, student_dir: Path, teache
         return path
     from ..tasks.data import load_task_data, tokenize
     from ..distillation.trainer import DistillationTrainer
-    from ..onnx.export import load_pytorch_model
+    from ..utils.model_folder import load_pytorch_model
     from ..pruning.structured import held_out_split, importance_scores, load_pruned, prune, scoring_dataloader
 
     start = time.perf_counter()
@@ -392,7 +387,7 @@ def sst2_steps(config: AblationConfig, threads: int, servers: list):
     from ..inference.classifier import InferenceConfig, TextClassifier
     from ..tasks.data import load_task_data
     from ..onnx.config import SessionConfig, VariantChoiceConfig
-    from ..onnx.export import load_pytorch_model
+    from ..utils.model_folder import load_pytorch_model
     from ..pruning.structured import held_out_split
     from ..serving.multi_instance import MultiInstanceClassifier, RuntimeConfig
 
@@ -468,8 +463,7 @@ def run_ablation(config: AblationConfig) -> dict[str, Any]:
     from ..measurements import machine_description
     from ..serving.multi_instance import physical_cores
 
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = claim_output_dir(config.out, "bench_ablation")  # never a user's folder; reruns reuse the cached stages
     cores = len(physical_cores())
     threads = config.threads or cores
     report: dict[str, Any] = {"settings": dataclasses.asdict(config), "machine": machine_description(),

@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .ablation_config import PAPER
+from ..measurements import machine_text
+from ..utils.timing import DISTURBED_ABOVE_CORES
 
 
 def _fmt_x(x):
@@ -109,12 +111,11 @@ def render_markdown(report: dict) -> str:
     s = report["settings"]
     m = report["machine"]
     lines = ["# FastFormers ablation on this machine\n",
-             f"Machine: {m.get('cpu')}, {report['physical_cores_used']} physical cores; torch {m.get('torch')}, "
-             f"onnxruntime {m.get('onnxruntime')}, transformers {m.get('transformers')}. Batch 1 throughout; "
+             f"Machine: {machine_text(m)}; {report['physical_cores_used']} physical cores used. Batch 1 throughout; "
              f"single-instance steps use {s['threads'] or report['physical_cores_used']} intra-op threads, "
              f"multi-instance steps 1-thread instances pinned to their own cores. Each step: median of {s['rounds']} "
              f"passes, interleaved with the other steps (order rotated every round); 'other load' is CPU used by other "
-             f"processes during a pass; a pass with > 0.25 cores of it is counted as disturbed.\n",
+             f"processes during a pass; a pass with > {DISTURBED_ABOVE_CORES} cores of it is counted as disturbed.\n",
              f"Cost: {s['instance_name']} at {s['instance_usd_per_hour']} USD/hour (assumed price) with "
              f"{s['instance_physical_cores']} physical cores, throughput scaled linearly from our "
              f"{report['physical_cores_used']} cores. Energy: {report['energy_source']} (our processes only, parent "

@@ -56,7 +56,7 @@ def fit_temperature(logits, labels) -> float:
 # The curve: every threshold from one pass of each tier
 
 
-def _metric_fn(name: str):
+def metric_fn(name: str):
     from ..tasks.metrics import METRICS
 
     return METRICS[name]
@@ -70,7 +70,7 @@ def _values_at(order: np.ndarray, counts: Sequence[int], pred1, pred2, labels, m
         c2 = (pred2 == labels)[order].astype(np.float64)
         cum1, cum2 = np.concatenate([[0.0], np.cumsum(c1)]), np.concatenate([[0.0], np.cumsum(c2)])
         return (cum2[counts] + c1.sum() - cum1[counts]) / len(labels)
-    fn, out = _metric_fn(metric), []
+    fn, out = metric_fn(metric), []
     for k in counts:  # F1 / MCC do not decompose per example: one evaluation per point
         pred = pred1.copy()
         pred[order[:k]] = pred2[order[:k]]
@@ -294,7 +294,7 @@ def cascade_curve(tier1_logits, tier2_logits, labels, tier1_ms, tier2_ms, confid
     ms1 = np.broadcast_to(np.asarray(tier1_ms, dtype=np.float64), (n,))
     ms2 = np.broadcast_to(np.asarray(tier2_ms, dtype=np.float64), (n,))
     pred1, pred2 = l1.argmax(-1), l2.argmax(-1)
-    fn = _metric_fn(metric)
+    fn = metric_fn(metric)
     tier1 = {"value": float(fn(labels, pred1)), "cost_ms": float(ms1.mean())}
     tier2 = {"value": float(fn(labels, pred2)), "cost_ms": float(ms2.mean())}
 

@@ -34,9 +34,10 @@ from typing import Any
 import numpy as np
 
 from .config import CalibrationConfig, CascadeConfig
-from .calibration import (CascadeCurve, _metric_fn, cascade_curve, confidence_scores,  # noqa: F401
+from .calibration import (CascadeCurve, metric_fn, cascade_curve, confidence_scores,  # noqa: F401
                                   fit_temperature, softmax)
 from ..inference.classifier import InferenceConfig, TextClassifier
+from ..inference.inputs import validate_inputs
 from ..errors import FastFormersError
 from ..utils.io import atomic_output_dir, read_json, write_json
 
@@ -54,7 +55,7 @@ FORMAT_VERSION = 1
 def timed_logits(clf: TextClassifier, inputs, warmup: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """``clf.predict_logits(inputs)`` and the seconds each input cost (tokenisation included), after ``warmup``
     untimed batches (first calls allocate)."""
-    inputs = clf._validate(inputs)
+    inputs = validate_inputs(inputs)
     seconds = np.zeros(len(inputs), dtype=np.float64)
     if inputs and warmup:
         clf.predict_logits(inputs[:warmup * clf.config.batch_size])
@@ -101,7 +102,7 @@ class _Stream:
 
     def add(self, inputs) -> None:
         now = time.monotonic()
-        for x in TextClassifier._validate(inputs):
+        for x in validate_inputs(inputs):
             self.tier1_queue.append((self.next_index, x, now))
             self.next_index += 1
 
@@ -244,6 +245,7 @@ class CascadeClassifier:
             if not isinstance(data, Dataset):
                 raise FastFormersError("pass labels=... with a list of texts, or a datasets.Dataset with a label column.")
             from ..onnx.variants import guess_text_fields
+            from ..tasks.data import dataset_name
 
             label_col = next((c for c in ("label", "labels") if c in data.column_names), None)
             if label_col is None:
@@ -252,7 +254,7 @@ class CascadeClassifier:
                 raise FastFormersError("the validation set is empty; calibrate on at least a few labelled examples.")
             fields = guess_text_fields(data)
             inputs = list(data[fields[0]]) if len(fields) == 1 else list(zip(data[fields[0]], data[fields[1]]))
-            labels, what = list(data[label_col]), f"{data.info.dataset_name or 'dataset'}, {len(data)} examples"
+            labels, what = list(data[label_col]), f"{dataset_name(data, 'dataset')}, {len(data)} examples"
         else:
             inputs, labels, what = list(data), list(labels), f"{len(labels)} examples"
         if not inputs:
@@ -300,28 +302,22 @@ class CascadeClassifier:
 
     # -- saving and loading ---------------------------------------------------------------------------------------
 
-    def save_pretrained(self, save_dir: str | os.PathLike, copy_tiers: bool = True, overwrite: bool = True) -> Path:
+    def save_pretrained(self, save_dir: str | os.PathLike, copy_tiers: bool = True, overwrite: bool = False) -> Path:
         """Write the cascade to ``save_dir`` so that ``CascadeClassifier.from_pretrained(save_dir)`` restores it.
 
         ``copy_tiers=True`` (default) copies both tier directories into ``tier1/`` and ``tier2/`` (self-contained,
-        what a Hub push needs); ``False`` stores their absolute paths instead (small, local use only).
+        what a Hub push needs); ``False`` stores their absolute paths instead (small, local use only). ``save_dir``
+        follows the output policy of ``fastformers_hf.utils.io`` (never a tier's folder, never someone else's files).
         """
         save_dir = Path(save_dir)
-        target = save_dir.resolve()
         for name, source in (("tier 1", self._source1), ("tier 2", self._source2)):
             if source is None:
                 raise FastFormersError(f"{name} was given as a TextClassifier of a loaded model, which cannot be saved; "
                                        "pass the model directory (or the model and its tokenizer) instead.")
-            if isinstance(source, Path):
-                src = source.resolve()
-                if target == src or src in target.parents:
-                    raise FastFormersError(f"save_dir {save_dir} is inside {name}'s directory {source}; choose another.")
-                if not copy_tiers and target in src.parents:
-                    raise FastFormersError(f"{name} lives inside save_dir {save_dir}, which is replaced on save; "
-                                           "use copy_tiers=True or another save_dir.")
-            elif not copy_tiers:
+            if not isinstance(source, Path) and not copy_tiers:
                 raise FastFormersError(f"{name} is a loaded model, which has no path to store: use copy_tiers=True.")
-        with atomic_output_dir(save_dir, overwrite=overwrite) as out:
+        tiers = [s for s in (self._source1, self._source2) if isinstance(s, Path)]
+        with atomic_output_dir(save_dir, "cascade", tiers, overwrite, overwrite_flag="overwrite=True") as out:
             refs = {}
             for key, source in (("tier1", self._source1), ("tier2", self._source2)):
                 if not copy_tiers:
@@ -390,26 +386,21 @@ def measure_throughput(cascade: CascadeClassifier, inputs, labels=None, repeats:
     """Tier 1 alone, tier 2 alone and the cascade on ``inputs``, each in its configured batch sizes: median wall
     time over ``repeats`` passes (the three interleaved, order rotated, so that load from elsewhere hits all alike),
     inputs per second, speed-up over tier 2, the metric when ``labels`` are given, and the share sent to tier 2."""
-    from ..utils.timing import LoadMonitor
+    from ..utils.timing import time_interleaved
 
-    inputs = TextClassifier._validate(inputs)
+    inputs = validate_inputs(inputs)
     if not inputs:
         raise FastFormersError("no inputs to measure; pass at least one text.")
     systems = {"tier1": cascade.tier1.predict, "tier2": cascade.tier2.predict, "cascade": cascade.predict}
     for run in systems.values():  # untimed warm-up
         run(inputs[:warmup])
-    names, times, outputs = list(systems), {n: [] for n in systems}, {}
-    monitor = LoadMonitor()
-    with monitor.watch():
-        for r in range(repeats):
-            for name in names[r % 3:] + names[:r % 3]:
-                t0 = time.perf_counter()
-                outputs[name] = systems[name](inputs)
-                times[name].append(time.perf_counter() - t0)
-    score = _metric_fn(metric) if labels is not None else None
+    timing = time_interleaved({n: (lambda run=run: run(inputs)) for n, run in systems.items()}, repeats=repeats,
+                              keep_outputs=True)
+    outputs = {n: timing.of(n)[-1].outputs for n in systems}
+    score = metric_fn(metric) if labels is not None else None
     out = {}
-    for name in names:
-        seconds = float(np.median(times[name]))
+    for name in systems:
+        seconds = timing.wall_s(name)
         row = {"seconds": seconds, "inputs_per_s": len(inputs) / seconds, "ms_per_input": 1e3 * seconds / len(inputs)}
         if score is not None:
             row[metric] = float(score(np.asarray(labels), np.asarray([o["label_id"] for o in outputs[name]])))
@@ -420,6 +411,6 @@ def measure_throughput(cascade: CascadeClassifier, inputs, labels=None, repeats:
         row["speedup_vs_tier2"] = out["tier2"]["seconds"] / row["seconds"]
     out["settings"] = {"inputs": len(inputs), "repeats": repeats, "threshold": cascade.threshold,
                        "tier1_batch_size": cascade.config.tier1_batch_size,
-                       "tier2_batch_size": cascade.config.tier2_batch_size, **monitor.summary()}
+                       "tier2_batch_size": cascade.config.tier2_batch_size, **timing.load()}
     return out
 

@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Optional
 
-from transformers import HfArgumentParser
+from ..utils.argparsing import HfArgumentParser  # not transformers': that imports torch (slow --help)
 
 from ..errors import FastFormersError
 
@@ -70,9 +70,9 @@ def _texts(args: ThroughputArguments) -> list:
 
 
 def throughput(argv) -> int:
-    from ..serving.layout_search import TuningConfig, tune
-
     (args,) = HfArgumentParser(ThroughputArguments).parse_args_into_dataclasses(args=argv)
+    from ..serving.layout_search import TuningConfig, tune  # heavy: only after the flags are parsed
+
     if not args.model or not args.data:
         raise FastFormersError("pass --model (a model directory) and --data (a file or folder of your inputs).")
     config = TuningConfig(layouts=_layouts(args.layouts), batch_sizes=_ints(args.batch_sizes, "batch_sizes"),
@@ -92,9 +92,11 @@ def throughput(argv) -> int:
 
 
 def ablation(argv) -> int:
-    from ..benchmarks.ablation import AblationConfig, run_ablation
+    from ..benchmarks.ablation_config import AblationConfig
 
     (config,) = HfArgumentParser(AblationConfig).parse_args_into_dataclasses(args=argv)
+    from ..benchmarks.ablation import run_ablation  # heavy: only after the flags are parsed
+
     report = run_ablation(config)
     from pathlib import Path
 

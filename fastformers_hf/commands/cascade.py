@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from transformers import HfArgumentParser
+from ..utils.argparsing import HfArgumentParser  # not transformers': that imports torch (slow --help)
 
 from ..cascade.config import CalibrationConfig, CascadeConfig
 from ..errors import FastFormersError
@@ -36,6 +36,9 @@ class CalibrateArguments(DataArguments):
     output_dir: str = field(default=None, metadata={"help": "Where the calibrated cascade is saved."})
     copy_tiers: bool = field(default=True, metadata={"help": "Copy both tiers into output_dir (self-contained, "
                                                              "pushable); false stores their absolute paths."})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace an --output_dir that holds our "
+                                                                        "own output of another command (never "
+                                                                        "someone else's files)."})
 
 
 @dataclass
@@ -86,30 +89,33 @@ def _inputs_of(ds, task):
 
 
 def calibrate(argv) -> int:
-    from ..cascade.model import CascadeClassifier
-
     args, cascade_config, calibration = HfArgumentParser(
         (CalibrateArguments, CascadeConfig, CalibrationConfig)).parse_args_into_dataclasses(args=argv)
     if not (args.tier1 and args.tier2 and args.output_dir):
         raise FastFormersError("pass --tier1, --tier2 and --output_dir (and --data for the validation set).")
+    from ..cascade.model import CascadeClassifier  # heavy: only after the flags are checked
+
+    from ..utils.io import check_output_dir
+
+    check_output_dir(args.output_dir, "cascade", [args.tier1, args.tier2, args.data], args.overwrite_output_dir)
     inputs, labels = load_examples(args)
     if labels is None:
         raise FastFormersError(f"{args.data} has no label column; calibration needs labelled examples.")
     cascade = CascadeClassifier(args.tier1, args.tier2, config=cascade_config)
     curve = cascade.calibrate(inputs, labels, calibration)
-    cascade.save_pretrained(args.output_dir, copy_tiers=args.copy_tiers)
+    cascade.save_pretrained(args.output_dir, copy_tiers=args.copy_tiers, overwrite=args.overwrite_output_dir)
     print(curve.report_md())
     print(f"saved to {args.output_dir}")
     return 0
 
 
 def predict(argv) -> int:
-    from ..cascade.model import CascadeClassifier
-    from ..tasks.data import get_task, load_local_split
-
     (args,) = HfArgumentParser(PredictArguments).parse_args_into_dataclasses(args=argv)
     if not args.cascade:
         raise FastFormersError("pass --cascade (a folder saved by `fastformers-hf cascade calibrate`).")
+    from ..cascade.model import CascadeClassifier  # heavy: only after the flags are checked
+    from ..tasks.data import get_task, load_local_split
+
     if args.input == "-":
         inputs = [line.rstrip("\n") for line in sys.stdin if line.strip()]
     elif Path(args.input).suffix in (".tsv", ".csv", ".jsonl", ".json"):
@@ -129,12 +135,12 @@ def predict(argv) -> int:
 
 
 def bench(argv) -> int:
-    from ..cascade.model import CascadeClassifier, measure_throughput
-    from ..utils.io import write_json
-
     (args,) = HfArgumentParser(BenchArguments).parse_args_into_dataclasses(args=argv)
     if not args.cascade:
         raise FastFormersError("pass --cascade (a folder saved by `fastformers-hf cascade calibrate`).")
+    from ..cascade.model import CascadeClassifier, measure_throughput  # heavy: only after the flags are checked
+    from ..utils.io import write_json
+
     overrides = {k: getattr(args, k) for k in ("threshold", "tier1_batch_size", "tier2_batch_size")
                  if getattr(args, k) is not None}
     cascade = CascadeClassifier.from_pretrained(args.cascade, **overrides)

@@ -7,10 +7,8 @@ and/or flags (flags win); ``--dry_run`` validates everything in seconds.
 """
 from __future__ import annotations
 
-from transformers import HfArgumentParser
-
-from ..pipeline.compress import CompressPipeline, format_summary
 from ..pipeline.config import CompressConfig, read_recipe
+from ..utils.argparsing import HfArgumentParser  # not transformers': that imports torch (slow --help)
 
 
 def recipe_to_argv(recipe: dict) -> list[str]:
@@ -44,6 +42,8 @@ def main(argv=None) -> int:
     import sys
 
     config = parse(sys.argv[2:] if argv is None else argv)
+    from ..pipeline.compress import CompressPipeline, format_summary  # heavy: only after the flags are parsed
+
     pipeline = CompressPipeline(config)
     if config.dry_run:
         summary = pipeline.validate()

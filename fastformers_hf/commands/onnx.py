@@ -8,11 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from transformers import HfArgumentParser
-
-from ..tasks.data import load_task_data
 from ..onnx.config import SessionConfig, VariantChoiceConfig
-from ..onnx.variants import optimize_for_inference
+from ..utils.argparsing import HfArgumentParser  # not transformers': that imports torch (slow --help)
 
 
 @dataclass
@@ -25,13 +22,22 @@ class OnnxArguments:
     tolerance: float = field(default=0.5, metadata={"help": "Accuracy points a variant may lose against PyTorch."})
     threads: int = field(default=1, metadata={"help": "ONNX Runtime intra-op threads while timing."})
     quantization_preset: str = field(default="auto", metadata={"help": "auto, avx512_vnni, avx512, avx2 or arm64."})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace an --output_dir that holds our "
+                                                                        "own output of another command (never "
+                                                                        "someone else's files)."})
 
 
 def main(argv=None) -> int:
     (args,) = HfArgumentParser(OnnxArguments).parse_args_into_dataclasses(args=argv)
+    from ..onnx.variants import optimize_for_inference  # heavy (torch, optimum, datasets): after parsing
+    from ..tasks.data import load_task_data
+    from ..utils.io import check_output_dir
+
+    check_output_dir(args.output_dir, "onnx", [args.model_dir, args.data], args.overwrite_output_dir)
     eval_dataset = load_task_data(args.data, args.task)["validation"] if args.data else None
     config = VariantChoiceConfig(tolerance=args.tolerance, quantization_preset=args.quantization_preset,
                                  session=SessionConfig(intra_op_num_threads=args.threads))
-    out = optimize_for_inference(args.model_dir, args.output_dir, eval_dataset=eval_dataset, config=config)
+    out = optimize_for_inference(args.model_dir, args.output_dir, eval_dataset=eval_dataset, config=config,
+                                 overwrite=args.overwrite_output_dir)
     print((out / "onnx_variants.md").read_text())
     return 0

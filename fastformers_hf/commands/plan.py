@@ -6,17 +6,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Optional
 
-import numpy as np
-from transformers import AutoConfig, AutoTokenizer, HfArgumentParser
-
-from ..tasks.data import get_task, load_task_data
 from ..errors import FastFormersError
-from ..utils.io import write_json
-from ..measurements import machine_description
-from ..pipeline.planning import as_dicts, candidate_shapes, largest_within, plot, table, time_shapes
+from ..utils.argparsing import HfArgumentParser  # not transformers': that imports torch (slow --help)
 
 
 @dataclass
@@ -39,6 +32,8 @@ class PlanArguments:
 
 
 def sample_lengths(args: PlanArguments, tokenizer) -> list[int]:
+    from ..tasks.data import get_task, load_task_data
+
     if args.seq_lengths:
         return list(args.seq_lengths)
     if not args.data:
@@ -55,13 +50,20 @@ def main(argv=None) -> int:
     (args,) = HfArgumentParser(PlanArguments).parse_args_into_dataclasses(args=argv)
     if not args.model_name_or_path:
         raise FastFormersError("pass --model_name_or_path (the model you plan to compress).")
+    import numpy as np  # heavy imports only once the flags are parsed and checked
+    from transformers import AutoConfig, AutoTokenizer
+
+    from ..measurements import machine_description
+    from ..utils.io import claim_output_dir
+    from ..pipeline.planning import as_dicts, candidate_shapes, largest_within, plot, table, time_shapes
+    from ..utils.io import write_json
+
     config = AutoConfig.from_pretrained(args.model_name_or_path)
     lengths = sample_lengths(args, AutoTokenizer.from_pretrained(args.model_name_or_path) if not args.seq_lengths
                              else None)
     shapes = candidate_shapes(config, args.layers, args.ratios)
     rows, load = time_shapes(config, shapes, lengths, threads=args.threads)
-    out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = claim_output_dir(args.output_dir, "plan", [args.model_name_or_path])
     text = table(rows)
     choice = largest_within(rows, args.latency_budget_ms) if args.latency_budget_ms else None
     write_json(out / "plan.json", {"model": args.model_name_or_path, "seq_lengths": lengths,

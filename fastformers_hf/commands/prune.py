@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
-from transformers import HfArgumentParser
+from ..utils.argparsing import HfArgumentParser  # not transformers': that imports torch (slow --help)
 
 from ..pipeline.config import parse_target
 from ..errors import FastFormersError
@@ -35,6 +35,9 @@ class PruneArguments:
     max_length: int = field(default=128, metadata={"help": "Truncation length of the scoring/eval inputs."})
     evaluate: bool = field(default=True, metadata={"help": "Dev accuracy before and after (if there is a dev file)."})
     seed: int = field(default=0, metadata={"help": "Seed of the held-out split (and of random scoring)."})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace an --output_dir that holds our "
+                                                                        "own output of another command (never "
+                                                                        "someone else's files)."})
 
     def __post_init__(self):
         if not self.model_name_or_path or not self.output_dir:
@@ -57,8 +60,11 @@ def _accuracy(model, tokenizer, split, task, max_length: int) -> float:
 def main(argv=None) -> int:
     (args,) = HfArgumentParser(PruneArguments).parse_args_into_dataclasses(args=argv)
     from ..tasks.data import get_task, load_task_data, tokenize
-    from ..utils.io import atomic_output_dir
-    from ..onnx.export import load_pytorch_model, load_tokenizer
+    from ..utils.io import atomic_output_dir, check_output_dir
+
+    inputs = [args.model_name_or_path, args.data]
+    check_output_dir(args.output_dir, "prune", inputs, args.overwrite_output_dir)  # before any slow work
+    from ..utils.model_folder import load_pytorch_model, load_tokenizer
     from ..pruning.structured import held_out_split, prune, scoring_dataloader
     from ..shape_record import compression_record
 
@@ -70,6 +76,10 @@ def main(argv=None) -> int:
     heads, ffn = parse_target(args.heads_per_layer), parse_target(args.ffn_width)
     loader = None
     if args.method == "first_order":
+        if not 1 <= args.scoring_examples < len(raw["train"]):
+            raise FastFormersError(f"--scoring_examples {args.scoring_examples} must be between 1 and "
+                                   f"{len(raw['train']) - 1}: the train split of {args.data} has {len(raw['train'])} "
+                                   "rows; pass a smaller --scoring_examples.")
         _, held_out = held_out_split(raw["train"], args.scoring_examples, seed=args.seed)
         scoring = tokenize(held_out, tokenizer, task.text_fields, task.label_field, args.max_length)
         loader = scoring_dataloader(scoring, tokenizer, model=model)
@@ -84,7 +94,7 @@ def main(argv=None) -> int:
                   parameters_before=before, parameters_after=sum(p.numel() for p in model.parameters()))
     if dev is not None:
         report["accuracy_after"] = _accuracy(model, tokenizer, dev, task, args.max_length)
-    with atomic_output_dir(args.output_dir) as tmp:
+    with atomic_output_dir(args.output_dir, "prune", inputs, args.overwrite_output_dir) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "pruning_report.json").write_text(json.dumps(report, indent=2))

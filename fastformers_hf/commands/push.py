@@ -12,11 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from transformers import HfArgumentParser
-
-from hub_cards import render_card
-
-from ..hub import push_to_hub, verify_model_dir
+from ..utils.argparsing import HfArgumentParser  # not transformers': that imports torch (slow --help)
 
 
 @dataclass
@@ -34,6 +30,9 @@ class PushArgs:
 
 def main(argv=None) -> int:
     (args,) = HfArgumentParser(PushArgs).parse_args_into_dataclasses(args=argv)
+    from hub_cards import render_card  # only after the flags are parsed
+
+    from ..hub import push_to_hub, verify_model_dir
     fields = {k: v for k, v in dict(license=args.license, language=args.language).items() if v}
     if args.dry_run:
         record = verify_model_dir(args.model_dir)

@@ -1,6 +1,10 @@
 """Checks that a teacher and a student can be distilled one into the other; each failure names both models."""
 from __future__ import annotations
 
+import hashlib
+import os
+from pathlib import Path
+
 from ..errors import FastFormersError
 
 
@@ -9,10 +13,34 @@ def _name(model) -> str:
     return f"{getattr(cfg, '_name_or_path', '') or cfg.model_type} ({cfg.model_type})"
 
 
-def check_same_vocabulary(teacher, student, teacher_tokenizer=None, student_tokenizer=None) -> None:
+def tokenizer_fingerprint(tokenizer) -> str:
+    """The identity of a tokenizer's vocabulary: a hash of its tokens in id order (two vocabularies of one size
+    but different tokens, or the same tokens in another order, differ)."""
+    vocab = tokenizer.get_vocab()
+    ordered = "\n".join(token for token, _ in sorted(vocab.items(), key=lambda kv: kv[1]))
+    return hashlib.sha256(ordered.encode("utf-8")).hexdigest()[:12]
+
+
+def tokenizer_beside(model) -> tuple[str, object] | None:
+    """``(folder, tokenizer)`` saved beside a model (a path, or a model loaded from a local folder), else None."""
+    path = model if isinstance(model, (str, os.PathLike)) else getattr(getattr(model, "config", None), "_name_or_path", None)
+    if not path or not Path(path).is_dir():
+        return None
+    from transformers import AutoTokenizer
+
+    try:
+        return str(path), AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError, TypeError):  # no tokenizer files there
+        return None
+
+
+def check_same_vocabulary(teacher, student, teacher_tokenizer=None, student_tokenizer=None,
+                          allow_different_tokenizers: bool = False) -> None:
     """Logit distillation needs the same inputs for both: same vocabulary, same tokenizer.
 
-    The FastFormers paper found BERT -> RoBERTa distillation fails for exactly this reason.
+    Every tokenizer known for the pair is compared by content (:func:`tokenizer_fingerprint`): those passed, and
+    those saved beside the teacher's and the student's folders. The FastFormers paper found BERT -> RoBERTa
+    distillation fails for exactly this reason.
     """
     tv, sv = teacher.config.vocab_size, student.config.vocab_size
     if tv != sv:
@@ -20,13 +48,23 @@ def check_same_vocabulary(teacher, student, teacher_tokenizer=None, student_toke
             f"teacher {_name(teacher)} has a vocabulary of {tv} tokens but student {_name(student)} has {sv}: "
             "distillation needs one tokenizer for both; pick a student of the teacher's family."
         )
-    if teacher_tokenizer is not None and student_tokenizer is not None:
-        if teacher_tokenizer.get_vocab() != student_tokenizer.get_vocab():
-            raise FastFormersError(
-                f"teacher {_name(teacher)} and student {_name(student)} use different tokenizers "
-                f"({type(teacher_tokenizer).__name__} vs {type(student_tokenizer).__name__}); "
-                "use the teacher's tokenizer for the student."
-            )
+    known = [(f"{role} tokenizer passed ({type(tok).__name__})", tok) for role, tok in
+             (("teacher", teacher_tokenizer), ("training", student_tokenizer)) if tok is not None]
+    for role, model in (("teacher", teacher), ("student", student)):
+        found = tokenizer_beside(model)
+        if found is not None:
+            known.append((f"{role}'s tokenizer in {found[0]}", found[1]))
+    prints = [(name, tokenizer_fingerprint(tok)) for name, tok in known]
+    different = [(name, fp) for name, fp in prints if fp != prints[0][1]]
+    if different and not allow_different_tokenizers:
+        (first, fp0), (other, fp1) = prints[0], different[0]
+        raise FastFormersError(
+            f"teacher {_name(teacher)} and student {_name(student)} use different tokenizers: the {first} "
+            f"(vocabulary {fp0}) and the {other} (vocabulary {fp1}) differ in content, though both have {tv} "
+            "tokens, so the same token ids would mean different words to the two models. Use the teacher's "
+            "tokenizer and a student of the teacher's family, or pass "
+            "allow_different_tokenizers=True (--allow_different_tokenizers) if this is intended."
+        )
 
 
 def check_same_labels(teacher, student) -> None:

@@ -25,6 +25,7 @@ def make_student(
     layer_indices: Optional[Sequence[int]] = None,
     hidden_act: Optional[str] = None,
     general_checkpoint: Optional[str | os.PathLike] = None,
+    allow_different_tokenizers: bool = False,
 ) -> PreTrainedModel:
     """A smaller student for ``teacher``.
 
@@ -33,6 +34,9 @@ def make_student(
     - Task-agnostic recipe: ``general_checkpoint`` (a generally distilled model, path or Hub id) is loaded with a
       fresh head carrying the teacher's labels; fine-tune it with the teacher's soft labels.
     - ``hidden_act="relu"`` switches the FFN activation (FastFormers found ReLU students as accurate and faster).
+
+    A general checkpoint whose tokenizer differs in content from the teacher's is refused unless
+    ``allow_different_tokenizers=True``.
     """
     if isinstance(teacher, (str, os.PathLike)):
         teacher = AutoModelForSequenceClassification.from_pretrained(teacher)
@@ -44,7 +48,7 @@ def make_student(
         # The general checkpoint has no head for this task (or one of another size): start a fresh one.
         student = AutoModelForSequenceClassification.from_pretrained(general_checkpoint, ignore_mismatched_sizes=True,
                                                                      **overrides)
-        check_same_vocabulary(teacher, student)
+        check_same_vocabulary(teacher, student, allow_different_tokenizers=allow_different_tokenizers)
         update_record(student.config, {"step": "student", "recipe": "task_agnostic",
                                        "general_checkpoint": str(general_checkpoint)},
                       source_model=getattr(tconfig, "_name_or_path", None))

@@ -88,11 +88,12 @@ class DistillationTrainer(Trainer):
                 f"{args.teacher_logits_column!r} column (see cache_teacher_logits) and no hidden/attention losses."
             )
         if teacher_model is not None:
-            check_same_vocabulary(teacher_model, model, teacher_processing_class, processing_class)
+            check_same_vocabulary(teacher_model, model, teacher_processing_class, processing_class,
+                                  allow_different_tokenizers=args.allow_different_tokenizers)
             check_same_labels(teacher_model, model)
         _check_label_column(train_dataset, "train_dataset", required=args.distillation_weight < 1)
         _check_label_column(eval_dataset, "eval_dataset", required=True)
-        _check_output_dir(args, model)
+        _check_output_dir(args, model, [teacher_model, getattr(model.config, "_name_or_path", None)])
 
         self.layer_map = None
         self.projections = None
@@ -287,7 +288,14 @@ def _check_label_column(dataset, what: str, required: bool) -> None:
         )
 
 
-def _check_output_dir(args: DistillationConfig, model) -> None:
+def _check_output_dir(args: DistillationConfig, model, inputs) -> None:
+    """The output policy of ``utils.io`` (never a user's folder, never an input), then: a folder holding an
+    earlier distillation is reused only for a model of the same shape."""
+    from ..utils.io import claim_output_dir
+
+    inputs = [getattr(getattr(m, "config", None), "_name_or_path", None) if hasattr(m, "config") else m for m in inputs]
+    if args.should_save:  # the main process; others only read
+        claim_output_dir(args.output_dir, "distill", inputs, args.overwrite_output_dir)
     path = Path(args.output_dir) / "config.json"
     if args.overwrite_output_dir or not path.exists():
         return

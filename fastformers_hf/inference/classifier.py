@@ -11,16 +11,15 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
 from ..errors import FastFormersError
-from ..utils.io import read_json
+from .inputs import TextInput, validate_inputs
 
 logger = logging.getLogger(__name__)
 
-TextInput = Union[str, tuple[str, str]]
 LONG_INPUT_POLICIES = ("truncate", "error")
 
 
@@ -57,10 +56,6 @@ def model_token_limit(model_config: dict | None, tokenizer) -> int:
     return min(limits) if limits else 512
 
 
-def _onnx_files(path: Path) -> list[Path]:
-    return sorted(path.glob("*.onnx")) if path.is_dir() else []
-
-
 class TextClassifier:
     """Predict labels and probabilities for texts (or text pairs) with a PyTorch or ONNX Runtime model."""
 
@@ -78,8 +73,9 @@ class TextClassifier:
                         backend: str = "auto") -> "TextClassifier":
         """From a loaded model or a directory: one holding ``*.onnx`` runs on ONNX Runtime, else PyTorch."""
         from ..onnx.config import SessionConfig
-        from ..onnx.export import inference_session, load_pytorch_model, load_tokenizer
-        from ..onnx.variants import ort_runner, pytorch_runner
+        from ..onnx.export import inference_session
+        from ..utils.model_folder import load_pytorch_model, load_tokenizer, model_config, onnx_files
+        from .runners import ort_runner, pytorch_runner
 
         config = config or InferenceConfig()
         if not isinstance(model_or_dir, (str, os.PathLike)):  # a loaded PyTorch model
@@ -91,37 +87,24 @@ class TextClassifier:
             return cls(pytorch_runner(model_or_dir.eval()), tokenizer, model_or_dir.config.id2label, config, "pytorch",
                        model_config=model_or_dir.config.to_dict())
         path = Path(model_or_dir)
-        if not (path / "config.json").exists():
-            raise FastFormersError(f"{path} holds no model (no config.json); pass a directory saved with "
-                                   "save_pretrained or written by export_onnx/optimize_for_inference.")
+        folder_config = model_config(path)
         tokenizer = tokenizer or load_tokenizer(path)
         if tokenizer is None:
             raise FastFormersError(f"{path} has no tokenizer; save one beside the model or pass tokenizer=...")
-        model_config = read_json(path / "config.json")
-        id2label = model_config.get("id2label") or {0: "LABEL_0", 1: "LABEL_1"}
-        use_onnx = backend == "onnx" or (backend == "auto" and _onnx_files(path))
+        id2label = folder_config.get("id2label") or {0: "LABEL_0", 1: "LABEL_1"}
+        use_onnx = backend == "onnx" or (backend == "auto" and onnx_files(path))
         if use_onnx:
             session = inference_session(path, SessionConfig(intra_op_num_threads=config.threads))
-            return cls(ort_runner(session), tokenizer, id2label, config, "onnxruntime", str(path), model_config)
+            return cls(ort_runner(session), tokenizer, id2label, config, "onnxruntime", str(path), folder_config)
         import torch
 
         torch.set_num_threads(config.threads)
         return cls(pytorch_runner(load_pytorch_model(path)), tokenizer, id2label, config, "pytorch", str(path),
-                   model_config)
+                   folder_config)
 
     # -- inputs ----------------------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _validate(inputs) -> list[TextInput]:
-        if isinstance(inputs, (str, tuple)):
-            inputs = [inputs]
-        inputs = list(inputs)
-        for i, x in enumerate(inputs):
-            ok = isinstance(x, str) or (isinstance(x, (tuple, list)) and len(x) == 2 and all(isinstance(p, str) for p in x))
-            if not ok:
-                raise FastFormersError(f"input {i} is a {type(x).__name__}, not text: pass strings, or (text, text) "
-                                       "pairs for sentence-pair tasks.")
-        return [tuple(x) if not isinstance(x, str) else x for x in inputs]
+    validate_inputs = staticmethod(validate_inputs)  # the accepted input forms: inference/inputs.py
 
     def _rust_encoder(self):
         """A private copy of a fast tokenizer's Rust ``Tokenizer``, set to truncate like ``tokenizer(...,
@@ -166,7 +149,7 @@ class TextClassifier:
                 out[i] = {k: enc[k][j] for k in enc.keys()}
         return out
 
-    def _collate(self, ids: Sequence[dict[str, list[int]]]) -> dict[str, np.ndarray]:
+    def collate(self, ids: Sequence[dict[str, list[int]]]) -> dict[str, np.ndarray]:
         """Pad a batch to its own longest input. By hand, not ``tokenizer.pad``: that warns on fast tokenizers and
         costs more than this for the small batches of serving."""
         width = max(len(x["input_ids"]) for x in ids)
@@ -197,7 +180,7 @@ class TextClassifier:
     def predict_logits(self, inputs, seconds: np.ndarray | None = None) -> np.ndarray:
         """Logits ``(N, num_labels)`` in the caller's order. ``seconds`` (optional, shape ``(N,)``) gets each input's
         cost added: its batch's wall time shared by the batch, plus an equal share of the tokenisation pass."""
-        inputs = self._validate(inputs)
+        inputs = self.validate_inputs(inputs)
         if not inputs:
             return np.zeros((0, len(self.id2label)), dtype=np.float32)
         t0 = time.perf_counter()
@@ -217,7 +200,7 @@ class TextClassifier:
         for start in range(0, len(order), bs):
             idx = order[start:start + bs]
             t0 = time.perf_counter()
-            out[idx] = self.runner(self._collate([ids[i] for i in idx]))
+            out[idx] = self.runner(self.collate([ids[i] for i in idx]))
             if seconds is not None:
                 seconds[idx] += (time.perf_counter() - t0) / len(idx)
         return out

@@ -132,11 +132,9 @@ def default_quantization_preset() -> str:
     """The Optimum quantization preset for this CPU, read from its instruction-set flags."""
     if platform.machine().lower() in ("arm64", "aarch64"):
         return "arm64"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
-    except OSError:
-        flags = []
+    from ..measurements import cpu_flags  # the one reader of /proc/cpuinfo
+
+    flags = cpu_flags()
     if "avx512_vnni" in flags or "avx512vnni" in flags:
         return "avx512_vnni"
     if "avx512f" in flags:

@@ -11,17 +11,17 @@ import dataclasses
 import logging
 import os
 import shutil
-import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
 from ..errors import FastFormersError
-from ..utils.io import atomic_output_dir, is_model_dir, read_json
+from ..utils.io import atomic_output_dir, check_output_dir, read_json, work_dir_beside
+from ..utils.model_folder import (check_model_folder, check_onnx_dir, load_pytorch_model,  # noqa: F401 (re-exported)
+                                 load_tokenizer)
 from .config import CALIBRATION_METHODS, OPTIMIZATION_LEVELS, QUANTIZATION_PRESETS, SESSION_FILE, SessionConfig
 
 ONNX_FILE = "model.onnx"
-_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
-                 "pytorch_model.bin.index.json")
 # Files of a variant directory that describe the graph itself; everything else (tokenizer, config, ...) is carried.
 _GRAPH_FILES = ("ort_config.json",)
 _MS_DOMAIN = "com.microsoft"
@@ -50,37 +50,6 @@ def _optimum():
 # Checks on inputs (all raise FastFormersError before anything is written)
 
 
-def _refuse_overwriting_input(source: str | os.PathLike | None, save_dir: str | os.PathLike) -> None:
-    if source is not None and Path(source).resolve() == Path(save_dir).resolve():
-        raise FastFormersError(
-            f"save_dir {save_dir} is the input directory; inputs are never overwritten, choose another save_dir.")
-
-
-def check_onnx_dir(onnx_dir: str | os.PathLike) -> Path:
-    """The one ``.onnx`` file of ``onnx_dir``, after checking that it parses and has a config beside it."""
-    import onnx
-
-    onnx_dir = Path(onnx_dir)
-    if not onnx_dir.is_dir():
-        raise FastFormersError(f"{onnx_dir} is not a directory; pass a directory written by export_onnx.")
-    files = sorted(onnx_dir.glob("*.onnx"))
-    if not files:
-        raise FastFormersError(f"{onnx_dir} holds no .onnx model; export one first with export_onnx(model, dir).")
-    if len(files) > 1:
-        raise FastFormersError(
-            f"{onnx_dir} holds several .onnx files ({', '.join(f.name for f in files)}); keep one model per directory.")
-    if not (onnx_dir / "config.json").exists():
-        raise FastFormersError(
-            f"{onnx_dir} has no config.json beside {files[0].name}; "
-            "re-export it with export_onnx so the config is saved.")
-    try:
-        onnx.checker.check_model(str(files[0]))
-    except Exception as e:  # onnx raises several types (DecodeError, ValidationError, ...)
-        detail = str(e).splitlines()[0][:200] if str(e) else ""
-        raise FastFormersError(
-            f"{files[0]} is not a valid ONNX model ({type(e).__name__}: {detail}); re-export it with export_onnx."
-        ) from e
-    return files[0]
 
 
 def _check_export_supported(model_type: str | None) -> None:
@@ -97,56 +66,8 @@ def _check_export_supported(model_type: str | None) -> None:
             f"supported here: {', '.join(sorted(ARCHITECTURES))}.")
 
 
-def _check_model_dir(model_dir: Path) -> None:
-    if not model_dir.is_dir():
-        raise FastFormersError(f"{model_dir} is not a directory; pass a model saved with save_pretrained.")
-    if not is_model_dir(model_dir):
-        raise FastFormersError(
-            f"{model_dir} holds no model (no config.json); pass a directory saved with save_pretrained.")
-    if not any((model_dir / w).exists() for w in _WEIGHT_FILES):
-        raise FastFormersError(
-            f"{model_dir} has a config.json but no weights ({', '.join(_WEIGHT_FILES[:2])}); "
-            "save the model with save_pretrained.")
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Loading
-
-
-def load_pytorch_model(model_dir: str | os.PathLike):
-    """The PyTorch sequence classifier saved in ``model_dir`` (head-pruned models rebuild from ``pruned_heads``)."""
-    from transformers import AutoModelForSequenceClassification
-
-    model_dir = Path(model_dir)
-    _check_model_dir(model_dir)
-    from ..shape_record import compression_record
-
-    try:
-        if len(set(compression_record(model_dir).get("ffn_width_per_layer") or [])) > 1:
-            # Per-layer FFN widths: no transformers config can describe them; the pruning module rebuilds the model.
-            from ..pruning.structured import load_pruned
-
-            return load_pruned(model_dir).eval()
-        return AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
-    except (OSError, RuntimeError, ValueError, ImportError) as e:
-        if isinstance(e, FastFormersError):
-            raise
-        raise FastFormersError(
-            f"could not load {model_dir} as a sequence classifier ({str(e).splitlines()[0][:200]}); if it was "
-            "reshaped (e.g. per-layer FFN widths), load it with the loader that made it and pass the model object."
-        ) from e
-
-
-def load_tokenizer(model_dir: str | os.PathLike | None):
-    """The tokenizer saved in ``model_dir``, or None when there is none."""
-    from transformers import AutoTokenizer
-
-    if model_dir is None or not Path(model_dir).is_dir():
-        return None
-    try:
-        return AutoTokenizer.from_pretrained(model_dir)
-    except (OSError, ValueError, TypeError):
-        return None
 
 
 def load_ort_model(onnx_dir: str | os.PathLike, session: SessionConfig | None = None):
@@ -192,7 +113,7 @@ def _copy_companions(src: Path, dst: Path) -> None:
             shutil.copy2(p, dst / p.name)
 
 
-def _record_step(model_dir: Path, step: dict[str, Any]) -> None:
+def record_step(model_dir: Path, step: dict[str, Any]) -> None:
     """Append a recipe step to ``config.fastformers`` in ``model_dir/config.json``, keeping the recorded shape."""
     from transformers import AutoConfig
 
@@ -225,7 +146,7 @@ def _onnx_input_names(model_file: Path) -> list[str]:
 
 
 def export_onnx(model_or_dir, save_dir: str | os.PathLike, tokenizer=None, opset: int | None = None,
-                overwrite: bool = True) -> Path:
+                overwrite: bool = False) -> Path:
     """Export a PyTorch sequence classifier (a model or a directory) to ``save_dir/model.onnx`` with Optimum.
 
     The graph has dynamic batch and sequence axes; tokenizer and config are saved beside it. Head-pruned models
@@ -236,8 +157,8 @@ def export_onnx(model_or_dir, save_dir: str | os.PathLike, tokenizer=None, opset
     source_dir = None
     if isinstance(model_or_dir, (str, os.PathLike)):
         source_dir = Path(model_or_dir)
-        _refuse_overwriting_input(source_dir, save_dir)
-        _check_model_dir(source_dir)
+        check_output_dir(save_dir, "export_onnx", [source_dir], overwrite, what="save_dir", overwrite_flag="overwrite=True")
+        check_model_folder(source_dir, need_weights=True)
         from ..utils.io import read_json
 
         _check_export_supported((read_json(source_dir / "config.json") or {}).get("model_type"))
@@ -248,9 +169,10 @@ def export_onnx(model_or_dir, save_dir: str | os.PathLike, tokenizer=None, opset
         if not hasattr(model, "config"):
             raise FastFormersError(
                 f"export_onnx needs a transformers model or a model directory, got {type(model).__name__}.")
+        source_dir = getattr(model.config, "_name_or_path", None) or None  # the folder it was loaded from, if any
+        check_output_dir(save_dir, "export_onnx", [source_dir], overwrite, what="save_dir", overwrite_flag="overwrite=True")
         _check_export_supported(model.config.model_type)
-        name_or_path = getattr(model.config, "_name_or_path", None)
-        tokenizer = tokenizer or load_tokenizer(name_or_path)
+        tokenizer = tokenizer or load_tokenizer(source_dir)
     if tokenizer is None:
         raise FastFormersError(
             "no tokenizer found beside the model; pass tokenizer=... so the ONNX directory can be used on its own.")
@@ -264,10 +186,15 @@ def export_onnx(model_or_dir, save_dir: str | os.PathLike, tokenizer=None, opset
     was_training = model.training
     model.eval()
     try:
-        with atomic_output_dir(save_dir, overwrite=overwrite) as tmp:
+        with atomic_output_dir(save_dir, "export_onnx", [source_dir], overwrite, overwrite_flag="overwrite=True") as tmp:
             try:
-                _optimum()["onnx_export_from_model"](model, tmp, opset=opset, task="text-classification",
-                                                     do_validation=False)
+                with warnings.catch_warnings():
+                    # The tracer flags transformers' `torch.tensor(1.0, dtype=dtype)` in the attention mask as a
+                    # constant in the graph; it is one (1.0), so the warning is noise to every user of the export.
+                    warnings.filterwarnings("ignore", message="torch.tensor results are registered as constants",
+                                            category=torch.jit.TracerWarning)
+                    _optimum()["onnx_export_from_model"](model, tmp, opset=opset, task="text-classification",
+                                                         do_validation=False)
             except (RuntimeError, ValueError, KeyError) as e:
                 raise FastFormersError(f"ONNX export of {model.config.model_type} failed: {e}") from e
             tokenizer.save_pretrained(tmp)
@@ -275,7 +202,7 @@ def export_onnx(model_or_dir, save_dir: str | os.PathLike, tokenizer=None, opset
 
             graph = onnx.load(str(tmp / ONNX_FILE), load_external_data=False)
             real_opset = next((o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")), opset)
-            _record_step(tmp, {"step": "onnx_export", "opset": real_opset, "format": "onnx"})
+            record_step(tmp, {"step": "onnx_export", "opset": real_opset, "format": "onnx"})
     finally:
         model.train(was_training)
     return Path(save_dir)
@@ -304,7 +231,7 @@ def _optimization_config(level, for_gpu: bool, changes: dict | None = None):
 
 
 def optimize_onnx(onnx_dir: str | os.PathLike, save_dir: str | os.PathLike, level="O2", for_gpu: bool = False,
-                  overwrite: bool = True, changes: dict | None = None) -> Path:
+                  overwrite: bool = False, changes: dict | None = None) -> Path:
     """Fuse the graph with Optimum's ``ORTOptimizer`` (Attention, SkipLayerNorm, BiasGelu, ...).
 
     ``level`` is a preset (O1 general only, O2 + transformer fusions, O3 + fast GELU, O4 + fp16 for GPU) or an
@@ -315,7 +242,8 @@ def optimize_onnx(onnx_dir: str | os.PathLike, save_dir: str | os.PathLike, leve
     """
     config = _optimization_config(level, for_gpu, changes)
     label = level if isinstance(level, str) else "custom"
-    return _optimize(onnx_dir, save_dir, config, label + ("+" + ",".join(sorted(changes)) if changes else ""), overwrite)
+    return _optimize(onnx_dir, save_dir, config, label + ("+" + ",".join(sorted(changes)) if changes else ""), overwrite,
+                     "optimize_onnx")
 
 
 class _DropPrunedHiddenSizeWarning(logging.Filter):
@@ -336,9 +264,30 @@ def _quiet_pruned_attention_warning():
         log.removeFilter(drop)
 
 
-def _optimize(onnx_dir, save_dir, config, label: str, overwrite: bool) -> Path:
+@contextlib.contextmanager
+def _quiet_quantized_input_notes(model_file: Path):
+    """Fusing a graph that is already int8 (the int8-then-fused recipes) makes ORT's optimizer log three expected
+    notes: the graph's producer is "onnx.quantize", not "pytorch" (we pass the model type ourselves), and shape
+    inference cannot type the quantized ops, so the useless-Cast and SkipLayerNorm passes skip what needs shapes. The
+    result is still a correct graph (it is checked against PyTorch and timed like every candidate, and kept only if it
+    is faster), so for such inputs these lines are noise; they are dropped while it is optimised. For fp32 inputs
+    nothing is filtered: there the same lines would mean something."""
+    import onnx
+
+    from ..utils.quiet import dropped_log_records, starts_with
+
+    if onnx.load(str(model_file), load_external_data=False).producer_name != "onnx.quantize":
+        yield
+        return
+    with dropped_log_records("onnxruntime.transformers.optimizer", starts_with("Model producer not matched")), \
+            dropped_log_records("onnx_model", starts_with("shape inference failed")), \
+            dropped_log_records("fusion_skiplayernorm", starts_with("symbolic shape inference disabled or failed")):
+        yield
+
+
+def _optimize(onnx_dir, save_dir, config, label: str, overwrite: bool, kind: str) -> Path:
     opt = _optimum()
-    _refuse_overwriting_input(onnx_dir, save_dir)
+    check_output_dir(save_dir, kind, [onnx_dir], overwrite, what="save_dir", overwrite_flag="overwrite=True")
     model_file = check_onnx_dir(onnx_dir)
     from optimum.onnxruntime.utils import ORTConfigManager
     from transformers import AutoConfig
@@ -349,16 +298,17 @@ def _optimize(onnx_dir, save_dir, config, label: str, overwrite: bool) -> Path:
     except (NotImplementedError, KeyError) as e:
         raise FastFormersError(
             f"ONNX Runtime has no graph fusion for {model_type}; use the plain or quantized export instead.") from e
-    with atomic_output_dir(save_dir, overwrite=overwrite) as tmp, _quiet_pruned_attention_warning():
+    with atomic_output_dir(save_dir, kind, [onnx_dir], overwrite, overwrite_flag="overwrite=True") as tmp, \
+            _quiet_pruned_attention_warning(), _quiet_quantized_input_notes(model_file):
         _copy_companions(Path(onnx_dir), tmp)
         optimizer = opt["ORTOptimizer"].from_pretrained(onnx_dir, file_names=[model_file.name])
         optimizer.optimize(config, tmp, file_suffix=None)
-        _record_step(tmp, {"step": "onnx_optimize", "level": label,
+        record_step(tmp, {"step": "onnx_optimize", "level": label,
                            "optimization_level": config.optimization_level, "fp16": config.fp16})
     return Path(save_dir)
 
 
-def to_fp16(onnx_dir: str | os.PathLike, save_dir: str | os.PathLike, overwrite: bool = True) -> Path:
+def to_fp16(onnx_dir: str | os.PathLike, save_dir: str | os.PathLike, overwrite: bool = False) -> Path:
     """Fuse and convert the graph to float16 for GPU inference (Optimum's O4 without the GELU approximation).
 
     Inputs and outputs stay int64/float32 (``keep_io_types``), so the calling code does not change. Run it
@@ -369,7 +319,7 @@ def to_fp16(onnx_dir: str | os.PathLike, save_dir: str | os.PathLike, overwrite:
         # run its GPU passes and logs "There is no gpu" on a CPU machine. The session applies them at load time.
         optimization_level=0,
         optimize_for_gpu=True, fp16=True, enable_transformers_specific_optimizations=True)
-    return _optimize(onnx_dir, save_dir, config, "fp16", overwrite)
+    return _optimize(onnx_dir, save_dir, config, "fp16", overwrite, "to_fp16")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -417,7 +367,7 @@ def _calibration_inputs(dataset, model_file: Path, tokenizer, text_fields, max_l
 def quantize_onnx(onnx_dir: str | os.PathLike, save_dir: str | os.PathLike, preset="avx512_vnni",
                   per_channel: bool | None = None, static: bool = False, calibration_dataset=None,
                   calibration_method: str = "minmax", num_calibration_samples: int = 100,
-                  text_fields: tuple[str, ...] | None = None, max_length: int = 128, overwrite: bool = True) -> Path:
+                  text_fields: tuple[str, ...] | None = None, max_length: int = 128, overwrite: bool = False) -> Path:
     """Quantize the graph to int8 with Optimum's ``ORTQuantizer``.
 
     Dynamic quantization (the default) needs no data: weights are int8 and activations are quantized per call.
@@ -429,7 +379,7 @@ def quantize_onnx(onnx_dir: str | os.PathLike, save_dir: str | os.PathLike, pres
     import onnx
 
     opt = _optimum()
-    _refuse_overwriting_input(onnx_dir, save_dir)
+    check_output_dir(save_dir, "quantize_onnx", [onnx_dir], overwrite, what="save_dir", overwrite_flag="overwrite=True")
     model_file = check_onnx_dir(onnx_dir)
     config = _quantization_config(preset, static, per_channel)
     if static and calibration_dataset is None:
@@ -442,8 +392,8 @@ def quantize_onnx(onnx_dir: str | os.PathLike, save_dir: str | os.PathLike, pres
     from transformers import AutoConfig
 
     model_config = AutoConfig.from_pretrained(onnx_dir)
-    with tempfile.TemporaryDirectory(prefix="ff-quantize-") as work, \
-            atomic_output_dir(save_dir, overwrite=overwrite) as tmp:
+    with work_dir_beside(save_dir) as work, \
+            atomic_output_dir(save_dir, "quantize_onnx", [onnx_dir], overwrite, overwrite_flag="overwrite=True") as tmp:
         source = model_file
         if _graph_uses_contrib_ops(model_file):
             # A fused graph has com.microsoft ops (Attention, SkipLayerNormalization) that ONNX shape inference
@@ -465,7 +415,7 @@ def quantize_onnx(onnx_dir: str | os.PathLike, save_dir: str | os.PathLike, pres
                                    operators_to_quantize=config.operators_to_quantize)
         _copy_companions(Path(onnx_dir), tmp)
         quantizer.quantize(config, tmp, file_suffix=None, calibration_tensors_range=ranges)
-        _record_step(tmp, {"step": "onnx_quantize", "preset": preset if isinstance(preset, str) else "custom",
+        record_step(tmp, {"step": "onnx_quantize", "preset": preset if isinstance(preset, str) else "custom",
                            "static": static, "per_channel": config.per_channel,
                            "calibration_method": calibration_method if static else None})
     return Path(save_dir)

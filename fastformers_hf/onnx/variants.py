@@ -8,12 +8,9 @@ candidates interleaved, and keep the fastest one within the tolerance. Every num
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import os
 import shutil
-import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -21,11 +18,13 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from ..errors import FastFormersError
-from ..utils.io import atomic_output_dir, read_json, write_json
+from ..utils.io import atomic_output_dir, check_output_dir, read_json, work_dir_beside, write_json
 from .config import SESSION_DISABLED_OPTIMIZERS, SESSION_FILE, STEPS, VARIANTS, VariantChoiceConfig, is_quantized
-from .export import (_record_step, _refuse_overwriting_input, export_onnx, inference_session, load_pytorch_model,
-                           load_tokenizer, model_size_bytes, optimize_onnx, quantize_onnx)
-from ..utils.timing import LoadMonitor
+from ..inference.runners import ort_runner, pytorch_runner  # noqa: F401 (re-exported for the benchmarks)
+from ..utils.model_folder import load_pytorch_model, load_tokenizer
+from .export import export_onnx, inference_session, model_size_bytes, optimize_onnx, quantize_onnx, record_step
+from ..measurements import machine_text
+from ..utils.timing import time_interleaved
 
 REPORT_FILE = "onnx_variants.json"
 REPORT_MD = "onnx_variants.md"
@@ -59,6 +58,8 @@ def eval_examples(eval_dataset, tokenizer, config: VariantChoiceConfig, label2id
                   name: str | None = None):
     """``(features, labels or None, description)`` from a Dataset/DatasetDict/list of texts, one example each."""
     from datasets import Dataset, DatasetDict
+
+    from ..tasks.data import dataset_name
 
     if isinstance(eval_dataset, DatasetDict):
         split = next((s for s in ("validation", "test", "train") if s in eval_dataset), None)
@@ -95,7 +96,7 @@ def eval_examples(eval_dataset, tokenizer, config: VariantChoiceConfig, label2id
         features = [dict(tokenizer(*[row[f] for f in fields], truncation=True, max_length=config.max_length,
                                    return_tensors="np")) for row in eval_dataset]
         features = [{k: v.astype(np.int64) for k, v in f.items()} for f in features]
-    name = name or eval_dataset.info.dataset_name or eval_dataset.info.builder_name or "eval_dataset"
+    name = name or dataset_name(eval_dataset, "eval_dataset")
     return features, labels, f"{name} ({len(features)} examples{'' if labels is not None else ', no labels'})"
 
 
@@ -114,62 +115,21 @@ def random_examples(tokenizer, n: int, max_length: int, seed: int = 0) -> list[F
     return out
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Runners: one call = one example at batch 1, returning logits of shape (1, num_labels)
-
-
-def pytorch_runner(model) -> Callable[[Features], np.ndarray]:
-    import torch
-
-    accepted = set(inspect.signature(model.forward).parameters)
-
-    def run(features: Features) -> np.ndarray:
-        with torch.inference_mode():
-            inputs = {k: torch.from_numpy(v) for k, v in features.items() if k in accepted}
-            return model(**inputs).logits.numpy()
-
-    return run
-
-
-def ort_runner(session) -> Callable[[Features], np.ndarray]:
-    names = [i.name for i in session.get_inputs()]
-    output = session.get_outputs()[0].name
-
-    def run(features: Features) -> np.ndarray:
-        # Graphs of models without segment ids (DistilBERT, RoBERTa exports) take no token_type_ids.
-        feed = {n: features[n] if n in features else np.zeros_like(features["input_ids"]) for n in names}
-        return session.run([output], feed)[0]
-
-    return run
-
-
 def run_all(runner, features: list[Features]) -> np.ndarray:
     return np.concatenate([runner(f) for f in features], axis=0)  # (N, num_labels)
 
 
-def time_interleaved(runners: Mapping[str, Callable], features: list[Features], repeats: int = 5,
-                     warmup: int = 5) -> dict[str, dict[str, float]]:
-    """Per-query latency of each runner at batch 1, the passes of all runners interleaved (order rotated each
-    repeat) so that a burst of load from elsewhere hits every runner alike."""
-    names = list(runners)
-    for name in names:
-        for f in features[:warmup]:
-            runners[name](f)
-    times: dict[str, list[float]] = {n: [] for n in names}
-    pass_means: dict[str, list[float]] = {n: [] for n in names}
-    for r in range(repeats):
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            run, t_pass = runners[name], []
-            for f in features:
-                t0 = time.perf_counter()
-                run(f)
-                t_pass.append(time.perf_counter() - t0)
-            times[name] += t_pass
-            pass_means[name].append(float(np.mean(t_pass)))
-    return {n: {"mean_ms": 1e3 * float(np.median(pass_means[n])),  # median over passes of the per-pass mean
-                "median_ms": 1e3 * float(np.median(times[n])),
-                "p99_ms": 1e3 * float(np.percentile(times[n], 99)),
-                "queries": len(times[n])} for n in names}
+def batch1_latency(runners: Mapping[str, Callable], features: list[Features], repeats: int,
+                   warmup: int) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
+    """Per-query latency of each runner at batch 1 (passes of all runners interleaved, see
+    :func:`~fastformers_hf.utils.timing.time_interleaved`) and the other processes' load meanwhile."""
+    timing = time_interleaved(runners, features, repeats=repeats, warmup=warmup)
+    latency = {}
+    for name in runners:
+        s = timing.latency(name)
+        latency[name] = {"mean_ms": timing.pass_mean_ms(name),  # median over passes of the per-pass mean
+                         "median_ms": s["median_ms"], "p99_ms": s["p99_ms"], "queries": s["n"]}
+    return latency, timing.load()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -343,10 +303,7 @@ def choose_variant(model, tokenizer, candidates: Mapping[str, Path | str], eval_
             runners = {"pytorch": pt, **runners}
         latency, load_seen = {}, {}
         if any(r.passed for r in results):  # nothing to choose from: no need to time anything
-            monitor = LoadMonitor()
-            with monitor.watch():
-                latency = time_interleaved(runners, timed, config.latency_repeats, config.warmup)
-            load_seen = monitor.summary()
+            latency, load_seen = batch1_latency(runners, timed, config.latency_repeats, config.warmup)
     finally:
         torch.set_num_threads(old_threads)
 
@@ -401,7 +358,7 @@ def chosen_with(save_dir: str | os.PathLike, config: VariantChoiceConfig) -> boo
 
 def optimize_for_inference(model_or_dir, save_dir: str | os.PathLike, eval_dataset=None, tolerance: float | None = None,
                            tokenizer=None, config: VariantChoiceConfig | None = None, latency_dataset=None,
-                           work_dir: str | os.PathLike | None = None, overwrite: bool = True) -> Path:
+                           work_dir: str | os.PathLike | None = None, overwrite: bool = False) -> Path:
     """Export, build the candidate variants, and save the fastest one within ``tolerance`` to ``save_dir``.
 
     ``eval_dataset`` (a Dataset of raw text + labels, or tokenised) is the data the choice is measured on; without
@@ -415,7 +372,8 @@ def optimize_for_inference(model_or_dir, save_dir: str | os.PathLike, eval_datas
     if tolerance is not None:
         config = dataclasses.replace(config, tolerance=tolerance)
     source_dir = model_or_dir if isinstance(model_or_dir, (str, os.PathLike)) else None
-    _refuse_overwriting_input(source_dir, save_dir)
+    inputs = [source_dir or getattr(getattr(model_or_dir, "config", None), "_name_or_path", None), work_dir]
+    check_output_dir(save_dir, "onnx", inputs, overwrite, what="save_dir", overwrite_flag="overwrite=True")
     model = load_pytorch_model(source_dir) if source_dir is not None else model_or_dir
     tokenizer = tokenizer or load_tokenizer(source_dir or getattr(model.config, "_name_or_path", None))
     if tokenizer is None:
@@ -424,12 +382,12 @@ def optimize_for_inference(model_or_dir, save_dir: str | os.PathLike, eval_datas
         eval_examples(eval_dataset, tokenizer, dataclasses.replace(config, max_eval_samples=1),
                       getattr(model.config, "label2id", None))
 
-    with tempfile.TemporaryDirectory(prefix="ff-onnx-variants-") as tmp_work:
-        work = Path(work_dir) if work_dir is not None else Path(tmp_work)
+    with work_dir_beside(save_dir) as tmp_work:  # candidates are large: beside the output, not in the system temp
+        work = Path(work_dir) if work_dir is not None else tmp_work
         export_dir = export_onnx(model, work / "fp32", tokenizer=tokenizer)
         candidates = build_candidates(export_dir, work, config)
         choice = choose_variant(model, tokenizer, candidates, eval_dataset, config, latency_dataset=latency_dataset)
-        with atomic_output_dir(save_dir, overwrite=overwrite) as out:
+        with atomic_output_dir(save_dir, "onnx", inputs, overwrite, overwrite_flag="overwrite=True") as out:
             for p in Path(candidates[choice.chosen]).iterdir():
                 if p.is_file():
                     shutil.copy2(p, out / p.name)
@@ -442,8 +400,9 @@ def optimize_for_inference(model_or_dir, save_dir: str | os.PathLike, eval_datas
                 f"points of PyTorch fp32; variants within {100 * config.speed_margin:g}% of the fastest latency count "
                 f"as equally fast and the most accurate of them wins), checked on {choice.data}, timed on "
                 f"{choice.reference['timed_on']}, batch 1, {config.session.intra_op_num_threads} thread(s), other processes using "
-                f"{choice.other_cpu_load['other_load_cores']} cores.\n\n{choice.table()}\n", encoding="utf-8")
+                f"{choice.other_cpu_load['other_load_cores']} cores. Machine: {machine_text(choice.machine)}.\n\n"
+                f"{choice.table()}\n", encoding="utf-8")
             _record(out, choice)
-            _record_step(out, {"step": "onnx_choose_variant", "variant": choice.chosen, "tolerance": config.tolerance,
+            record_step(out, {"step": "onnx_choose_variant", "variant": choice.chosen, "tolerance": config.tolerance,
                                "steps": list(VARIANTS[choice.chosen])})
     return Path(save_dir)

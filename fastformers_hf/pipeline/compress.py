@@ -21,9 +21,13 @@ import numpy as np
 
 from .config import CompressConfig, parse_target
 from ..errors import FastFormersError
-from ..utils.io import atomic_output_dir, read_json, write_json
+from ..utils.quiet import dropped_log_records
+from ..utils.io import OUTPUT_RECORD, atomic_output_dir, check_output_dir, claim_output_dir, read_json, write_json
 
 STAGE_FILE = "stage.json"
+# The final table's serving setting: one request at a time. Accuracy is measured in it too, because dynamic int8
+# answers move with batch padding: an accuracy from another batch size would not be the timed model's.
+SERVING_BATCH_SIZE = 1
 
 
 class CompressPipeline:
@@ -36,14 +40,15 @@ class CompressPipeline:
 
     def validate(self) -> dict:
         """Check paths, shapes, targets, data columns and dependencies without loading weights or training."""
+        c = self.config
+        if not c.model_name_or_path:  # before the imports below (seconds): a missing flag is reported at once
+            raise FastFormersError("model_name_or_path is required (the fine-tuned teacher: a folder or Hub id).")
         from transformers import AutoConfig
 
         from ..architectures import get_spec
         from ..tasks.data import check_columns, get_task, load_task_data
 
-        c = self.config
-        if not c.model_name_or_path:
-            raise FastFormersError("model_name_or_path is required (the fine-tuned teacher: a folder or Hub id).")
+        check_output_dir(self.out, "compress", [c.model_name_or_path, c.data], c.overwrite_output_dir)
         try:
             tconf = AutoConfig.from_pretrained(c.model_name_or_path)
         except OSError as e:
@@ -69,6 +74,11 @@ class CompressPipeline:
                     raise FastFormersError(f"{c.data} has no {split} split (train.tsv / dev.tsv).")
                 check_columns(data[split], list(task.text_fields) + [task.label_field], f"{split} split of {c.data}")
             rows = {k: len(v) for k, v in data.items()}
+            n_train = min(rows["train"], c.max_train_samples or rows["train"])
+            if c.prunes and not 1 <= c.scoring_examples < n_train:
+                raise FastFormersError(f"scoring_examples={c.scoring_examples} must be between 1 and {n_train - 1}: "
+                                       f"the train split of {c.data} has {n_train} rows to use; pass a smaller "
+                                       "--scoring_examples.")
         else:
             rows = {"train": c.max_train_samples or 4800, "validation": c.max_eval_samples or 500, "data": "generated"}
         for module, extra in (("optimum.onnxruntime", "onnx"), ("onnxruntime", "onnx")):
@@ -96,12 +106,10 @@ class CompressPipeline:
             self.log(f"[{name}] done earlier, reusing {path}")
             self.records[name] = record
             return path
-        for leftover in self.out.glob(f".{name}.tmp-*"):  # from an interrupted run
-            shutil.rmtree(leftover, ignore_errors=True)
         self.log(f"[{name}] running")
         start = time.perf_counter()
         try:
-            with atomic_output_dir(path) as tmp:
+            with atomic_output_dir(path, "compress-stage") as tmp:
                 results = build(tmp) or {}
                 record = {"stage": name, "fingerprint": fingerprint, "settings": settings, "results": results,
                           "seconds": round(time.perf_counter() - start, 1)}
@@ -116,15 +124,15 @@ class CompressPipeline:
     # -- the recipe ------------------------------------------------------------------------------------------------
 
     def run(self) -> dict:
+        c = self.config
+        summary = self.validate()  # first: a missing or wrong setting is reported before the imports below (seconds)
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         from ..tasks.data import get_task, load_task_data, tokenize
         from ..pruning.structured import held_out_split
 
-        c = self.config
-        summary = self.validate()
-        self.out.mkdir(parents=True, exist_ok=True)
+        claim_output_dir(self.out, "compress", [c.model_name_or_path, c.data], c.overwrite_output_dir)
         torch.set_num_threads(max(1, c.threads))
         task = get_task(c.task)
         if c.data:
@@ -133,10 +141,14 @@ class CompressPipeline:
         else:
             from ..tasks.synthetic import make_sentiment_data
 
-            raw = make_sentiment_data(c.max_train_samples or 4800, c.max_eval_samples or 500, seed=c.seed)
-            data_name = "generated-sentiment"
+            raw = make_sentiment_data(c.max_train_samples or 4800, c.max_eval_samples or 500, seed=c.seed,
+                                      hard=c.generated_hard, label_noise=c.generated_label_noise)
+            data_name = "generated-sentiment" + "-hard" * c.generated_hard + \
+                (f"-noise{c.generated_label_noise:g}" if c.generated_label_noise else "")
         self.data_name, self.raw, self.task = data_name, raw, task
         data_settings = c.settings("data", "task", "max_length", "max_train_samples", "max_eval_samples", "seed")
+        if not c.data and (c.generated_hard or c.generated_label_noise):  # other data: fingerprints as before
+            data_settings.update(c.settings("generated_hard", "generated_label_noise"))
 
         teacher_dir = Path(c.model_name_or_path) if Path(c.model_name_or_path).exists() else c.model_name_or_path
         tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
@@ -171,7 +183,8 @@ class CompressPipeline:
         onnx_dir = self.stage("4-onnx", {**c.settings("onnx_tolerance", "quantization_preset", "threads"),
                                          "variant_choice": self._variant_config().to_dict()},
                               lambda tmp: self._onnx(tmp, student_dir))
-        final_dir = self.stage("5-final", c.settings("latency_samples", "threads"),
+        final_settings = {**c.settings("latency_samples", "threads"), "batch_size": SERVING_BATCH_SIZE}
+        final_dir = self.stage("5-final", final_settings,
                                lambda tmp: self._final(tmp, student_dir, onnx_dir))
         if c.push_to_hub:
             self.stage("6-push", c.settings("hub_model_id", "hub_private_repo"), lambda tmp: self._push(final_dir))
@@ -196,7 +209,8 @@ class CompressPipeline:
 
         c, names = self.config, self.task.label_names
         labels = {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
-        model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=len(names), **labels)
+        with dropped_log_records("transformers.modeling_utils", _only_a_new_classifier_head):
+            model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=len(names), **labels)
         args = TrainingArguments(output_dir=str(tmp / "trainer"), max_steps=c.teacher_fine_tune_steps,
                                  learning_rate=5e-5 if c.learning_rate == 1e-4 else c.learning_rate,
                                  per_device_train_batch_size=c.per_device_train_batch_size, warmup_ratio=0.06,
@@ -219,7 +233,7 @@ class CompressPipeline:
     def _distil(self, tmp: Path, start_dir, train, steps: int) -> dict:
         from ..distillation.trainer import DistillationTrainer
         from ..tasks.metrics import compute_metrics
-        from ..onnx.export import load_pytorch_model
+        from ..utils.model_folder import load_pytorch_model
         from ..distillation.student import make_student
 
         c = self.config
@@ -238,7 +252,7 @@ class CompressPipeline:
                                    None)}
 
     def _prune(self, tmp: Path, student_dir: Path, scoring) -> dict:
-        from ..onnx.export import load_pytorch_model
+        from ..utils.model_folder import load_pytorch_model
         from ..pruning.structured import prune, scoring_dataloader
 
         c = self.config
@@ -284,50 +298,44 @@ class CompressPipeline:
 
     def _final(self, tmp: Path, student_dir: Path, onnx_dir: Path) -> dict:
         """The deliverable: the PyTorch student + its chosen ONNX variant in ``onnx/``, measured against the teacher
-        (PyTorch fp32, dynamic length) on the same inputs, interleaved, batch 1; then the model card."""
+        (PyTorch fp32, dynamic length): accuracy and latency in one serving setting (``SERVING_BATCH_SIZE``), the
+        latency on the same inputs interleaved; then the model card."""
         from ..inference.classifier import InferenceConfig, TextClassifier
         from ..measurements import record_measurement
-        from ..utils.timing import LoadMonitor, summarize_ms
+        from ..utils.timing import DEFAULT_WARMUP, time_interleaved
 
         c = self.config
         for p in student_dir.iterdir():
             if p.is_file() and p.name != STAGE_FILE:
                 shutil.copy2(p, tmp / p.name)
-        shutil.copytree(onnx_dir, tmp / "onnx", ignore=shutil.ignore_patterns(STAGE_FILE))
-        batch1 = InferenceConfig(batch_size=1, max_length=c.max_length, threads=c.threads)
-        models = {"teacher": TextClassifier.from_pretrained(self.teacher, self.tokenizer, batch1),
-                  "pytorch": TextClassifier.from_pretrained(tmp, config=batch1, backend="pytorch"),
-                  "onnx": TextClassifier.from_pretrained(tmp / "onnx", config=batch1)}
-        accuracy = {name: self._accuracy(TextClassifier(m.runner, m.tokenizer, m.id2label,
-                                                        InferenceConfig(batch_size=32, max_length=c.max_length)))
-                    for name, m in models.items()}
+        shutil.copytree(onnx_dir, tmp / "onnx", ignore=shutil.ignore_patterns(STAGE_FILE, OUTPUT_RECORD))
+        serving = InferenceConfig(batch_size=SERVING_BATCH_SIZE, max_length=c.max_length, threads=c.threads)
+        models = {"teacher": TextClassifier.from_pretrained(self.teacher, self.tokenizer, serving),
+                  "pytorch": TextClassifier.from_pretrained(tmp, config=serving, backend="pytorch"),
+                  "onnx": TextClassifier.from_pretrained(tmp / "onnx", config=serving)}
+        accuracy = {name: self._accuracy(m) for name, m in models.items()}
         texts = self.task.inputs(self.raw["validation"])[: c.latency_samples]
-        times = {name: [] for name in models}
-        monitor = LoadMonitor()
-        with monitor.watch():
-            for text in texts[:5]:
-                for m in models.values():
-                    m.predict_logits([text])  # warm-up
-            for text in texts:  # interleaved: a burst of load elsewhere hits every model alike
-                for name, m in models.items():
-                    start = time.perf_counter()
-                    m.predict_logits([text])
-                    times[name].append(time.perf_counter() - start)
-        latency = {name: summarize_ms(t) for name, t in times.items()}
-        load = monitor.summary()
+        requests = [texts[i:i + serving.batch_size] for i in range(0, len(texts), serving.batch_size)]
+        # Item by item, every model in turn: a burst of load elsewhere hits every model alike.
+        timing = time_interleaved({name: m.predict_logits for name, m in models.items()}, requests,
+                                  warmup=DEFAULT_WARMUP, interleave="item")
+        latency = {name: timing.latency(name) for name in models}
+        load = timing.load()
+        latency_metric = f"latency_batch{serving.batch_size}_median_ms"
         command = "fastformers-hf compress " + " ".join(sys.argv[2:]) if len(sys.argv) > 1 else "fastformers-hf compress"
-        common = dict(dataset=self.data_name, split="validation", command=command)
+        common = dict(dataset=self.data_name, split="validation", command=command, batch_size=serving.batch_size)
         variants = {"teacher": ("teacher", tmp), "pytorch": ("pytorch", tmp), "onnx": ("onnx", tmp / "onnx")}
         for name, (variant, folder) in variants.items():
             record_measurement(folder, "accuracy", accuracy[name], variant=variant, **common)
-            record_measurement(folder, "latency_batch1_median_ms", latency[name]["median_ms"], unit="ms",
+            record_measurement(folder, latency_metric, latency[name]["median_ms"], unit="ms",
                                variant=variant, threads=c.threads, **common, other_load_cores=load["other_load_cores"])
         if (tmp / "onnx") != tmp:  # the teacher baseline beside the ONNX numbers too, so the card can compare
             record_measurement(tmp / "onnx", "accuracy", accuracy["teacher"], variant="teacher", **common)
-            record_measurement(tmp / "onnx", "latency_batch1_median_ms", latency["teacher"]["median_ms"], unit="ms",
+            record_measurement(tmp / "onnx", latency_metric, latency["teacher"]["median_ms"], unit="ms",
                                variant="teacher", threads=c.threads, **common,
                                other_load_cores=load["other_load_cores"])
         results = {"accuracy": accuracy, "latency": latency, "load": load,
+                   "serving": {"batch_size": serving.batch_size, "threads": c.threads},
                    "speedup_onnx_vs_teacher": latency["teacher"]["median_ms"] / latency["onnx"]["median_ms"],
                    "speedup_pytorch_vs_teacher": latency["teacher"]["median_ms"] / latency["pytorch"]["median_ms"],
                    "accuracy_drop_points": 100 * (accuracy["teacher"] - accuracy["onnx"]),
@@ -351,13 +359,30 @@ class CompressPipeline:
         return {"commit_url": str(url)}
 
 
+def _only_a_new_classifier_head(message: str) -> bool:
+    """transformers' "Some weights of ... are newly initialized: [...] You should probably TRAIN this model", when
+    the new weights are only the classification head: in 0-teacher that is expected, the stage trains it right away,
+    so the line is noise. If any encoder weight is missing too, the message is kept: then the checkpoint is wrong."""
+    import ast
+    import re
+
+    found = re.match(r"Some weights of \S+ were not initialized from the model checkpoint at .* and are newly "
+                     r"initialized: (\[[^\]]*\])\n", message, re.S)
+    if not found:
+        return False
+    keys = ast.literal_eval(found.group(1))
+    return bool(keys) and all(re.match(r"(pre_)?classifier\.", key) for key in keys)
+
+
 def format_summary(summary: dict) -> str:
     f = summary["final"]
     acc, lat = f["accuracy"], f["latency"]
     rows = [("teacher (PyTorch fp32, dynamic length)", "teacher"), ("student (PyTorch fp32)", "pytorch"),
             ("student (ONNX Runtime, chosen variant)", "onnx")]
     base = lat["teacher"]["median_ms"]
-    lines = ["| model | accuracy | batch-1 latency median (ms) | p99 (ms) | speed-up |", "|---|---|---|---|---|"]
+    batch = f["serving"]["batch_size"]  # both numbers of a row come from this one serving setting
+    lines = [f"| model | accuracy (batch {batch}) | latency median (batch {batch}, ms) | p99 (ms) | speed-up |",
+             "|---|---|---|---|---|"]
     for label, key in rows:
         lines.append(f"| {label} | {100 * acc[key]:.2f}% | {lat[key]['median_ms']:.2f} | {lat[key]['p99_ms']:.2f} | "
                      f"{base / lat[key]['median_ms']:.1f}x |")

@@ -37,6 +37,10 @@ class CompressConfig:
     max_length: int = field(default=128, metadata={"help": "Truncation length; batches are padded dynamically."})
     max_train_samples: Optional[int] = field(default=None, metadata={"help": "Use a shuffled subset of train."})
     max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Use the first N validation rows."})
+    generated_hard: bool = field(default=False, metadata={"help": "Without --data: harder generated sentences (double "
+                                                                  "negation, concessions in both orders, 3 clauses)."})
+    generated_label_noise: float = field(default=0.0, metadata={"help": "Without --data: share of the generated train "
+                                         "and validation labels flipped (seeded); accuracy tops out at 1 minus it."})
     teacher_fine_tune_steps: int = field(default=0, metadata={"help": "Fine-tune the given model first (for a "
                                                                        "pretrained, not yet fine-tuned model)."})
     student_layers: int = field(default=3, metadata={"help": "Student depth, initialised from teacher layers."})
@@ -60,6 +64,9 @@ class CompressConfig:
     hub_model_id: Optional[str] = field(default=None, metadata={"help": "namespace/name of the Hub repo."})
     hub_private_repo: bool = field(default=False, metadata={"help": "Create the repo private."})
     hub_token: Optional[str] = field(default=None, metadata={"help": "Write token (default: HF_TOKEN / login)."})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace an output_dir that holds our own "
+                                                                        "output of another command (a folder with "
+                                                                        "someone else's files is never replaced)."})
     dry_run: bool = field(default=False, metadata={"help": "Validate the recipe (paths, shapes, targets, "
                                                            "dependencies) in seconds and stop."})
 
@@ -77,6 +84,9 @@ class CompressConfig:
             raise FastFormersError(f"temperature must be > 0, got {self.temperature}.")
         if self.onnx_tolerance < 0:
             raise FastFormersError(f"onnx_tolerance must be >= 0, got {self.onnx_tolerance}.")
+        if not 0 <= self.generated_label_noise < 0.5:
+            raise FastFormersError(f"generated_label_noise is the share of labels flipped, in [0, 0.5); got "
+                                   f"{self.generated_label_noise}.")
         parse_target(self.heads_per_layer), parse_target(self.ffn_width)
         if self.push_to_hub and not self.hub_model_id:
             raise FastFormersError("push_to_hub needs hub_model_id (namespace/name).")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-import time
 from dataclasses import asdict, dataclass
 from typing import Optional, Sequence
 
@@ -15,7 +14,7 @@ from transformers import AutoModelForSequenceClassification
 
 from ..architectures import get_spec
 from ..errors import FastFormersError
-from ..utils.timing import LoadMonitor, summarize_ms, torch_threads
+from ..utils.timing import DEFAULT_WARMUP, time_interleaved, torch_threads
 
 
 @dataclass
@@ -58,36 +57,30 @@ def candidate_shapes(config, layers: Sequence[int], ratios: Sequence[float]) -> 
 
 def time_shapes(config, shapes, seq_lengths: Sequence[int], threads: int = 1, rounds: int = 3,
                 seed: int = 0) -> tuple[list[ShapeTiming], dict]:
-    """Median batch-1 latency of each shape over ``seq_lengths``; rounds interleave the shapes so a burst of load
-    from elsewhere hits all of them alike."""
+    """Median batch-1 latency of each shape over ``seq_lengths``; rounds interleave the shapes (order rotated) so
+    a burst of load from elsewhere hits all of them alike."""
     rng = np.random.default_rng(seed)
     vocab = config.vocab_size
     inputs = [torch.as_tensor(rng.integers(5, vocab, size=(1, int(n)))) for n in seq_lengths]
     models = {s: random_model(config, *s, seed=seed) for s in tqdm(shapes, desc="building shapes")}
-    times = {s: [] for s in shapes}
+    runners = {s: (lambda ids, m=m: m(input_ids=ids, attention_mask=torch.ones_like(ids))) for s, m in models.items()}
     previous = torch_threads(threads)
-    monitor = LoadMonitor()
     try:
-        with monitor.watch(), torch.inference_mode():
-            for _ in tqdm(range(rounds), desc="timing rounds"):
-                for shape, model in models.items():
-                    model(input_ids=inputs[0])  # warm-up
-                    for ids in inputs:
-                        t0 = time.perf_counter()
-                        model(input_ids=ids, attention_mask=torch.ones_like(ids))
-                        times[shape].append(time.perf_counter() - t0)
+        with torch.inference_mode(), tqdm(total=rounds * len(shapes), desc="timing rounds") as bar:
+            timing = time_interleaved(runners, inputs, repeats=rounds, warmup=DEFAULT_WARMUP,
+                                      on_pass=lambda p: bar.update(1))
     finally:
         torch_threads(previous)
     full = shapes[0]
     rows = []
     for shape in shapes:
-        s = summarize_ms(times[shape])
+        s = timing.latency(shape)
         rows.append(ShapeTiming(*shape, parameters=sum(p.numel() for p in models[shape].parameters()),
                                 median_ms=s["median_ms"], p90_ms=s["p90_ms"]))
     base = next(r for r in rows if (r.num_layers, r.heads_per_layer, r.ffn_width) == full).median_ms
     for r in rows:
         r.speedup = base / r.median_ms
-    return rows, monitor.summary()
+    return rows, timing.load()
 
 
 def largest_within(rows: list[ShapeTiming], latency_budget_ms: float) -> Optional[ShapeTiming]:

@@ -466,9 +466,9 @@ def load_pruned(path: Union[str, os.PathLike], model_class=None, **config_overri
     import transformers
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    path = Path(path)
-    if not (path / "config.json").exists():
-        raise FastFormersError(f"{path} is not a saved model directory (no config.json); pass the save_pretrained folder.")
+    from ..utils.model_folder import check_model_folder
+
+    path = check_model_folder(path)
     config = AutoConfig.from_pretrained(path, **config_overrides)
     spec = get_spec(config)
     record = getattr(config, CONFIG_KEY, None) or {}

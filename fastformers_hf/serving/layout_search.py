@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
 from ..errors import FastFormersError
 from .multi_instance import MultiInstanceClassifier, RuntimeConfig, physical_cores, plan_instances
+from ..utils.timing import DISTURBED_ABOVE_CORES, LoadMonitor, time_interleaved
 
 
 @dataclass
@@ -68,45 +69,6 @@ def default_layouts(n_cores: int) -> list[tuple[int, int]]:
     return out
 
 
-class ProcessTreeLoadMonitor:
-    """CPU load of *other* processes while we measured: machine busy time minus this process and its workers.
-
-    Like :class:`fastformers_hf.utils.timing.LoadMonitor`, but our worker processes count as ours, not as others'.
-    """
-
-    def __init__(self, pids: Sequence[int] = (), disturbed_above: float = 0.25):
-        self.pids, self.disturbed_above = list(pids), disturbed_above
-        self.other_cores, self.own_cpu_s, self.wall_s = 0.0, 0.0, 0.0
-
-    def _own(self) -> float:
-        import psutil
-
-        total = 0.0
-        for pid in [os.getpid(), *self.pids]:
-            try:
-                t = psutil.Process(pid).cpu_times()
-                total += t.user + t.system
-            except psutil.Error:
-                pass
-        return total
-
-    def __enter__(self):
-        from ..utils.timing import LoadMonitor
-
-        self._busy0, self._own0, self._wall0 = LoadMonitor._busy(), self._own(), time.perf_counter()
-        return self
-
-    def __exit__(self, *exc):
-        from ..utils.timing import LoadMonitor
-
-        self.wall_s = max(time.perf_counter() - self._wall0, 1e-9)
-        self.own_cpu_s = self._own() - self._own0
-        self.other_cores = max(((LoadMonitor._busy() - self._busy0) - self.own_cpu_s) / self.wall_s, 0.0)
-
-    def summary(self) -> dict[str, Any]:
-        return {"other_load_cores": round(self.other_cores, 3), "disturbed": self.other_cores > self.disturbed_above}
-
-
 def tune(model_dir: str | os.PathLike, texts: Sequence, config: TuningConfig | None = None,
          runtime: RuntimeConfig | None = None, progress: bool = False) -> TuningResult:
     """Measure throughput of every (instances, threads, batch size) candidate on ``texts`` and pick the best.
@@ -132,23 +94,31 @@ def tune(model_dir: str | os.PathLike, texts: Sequence, config: TuningConfig | N
                                      oversubscribe="error")
             with MultiInstanceClassifier(model_dir, rc) as server:
                 server.predict_logits(texts[:max(2 * instances, 8)])  # warm-up: first calls allocate
-                samples: dict[int, list] = {b: [] for b in config.batch_sizes}
-                for r in range(config.repeats):
-                    order = config.batch_sizes[r % len(config.batch_sizes):] + config.batch_sizes[:r % len(config.batch_sizes)]
-                    for bs in order:
-                        monitor = ProcessTreeLoadMonitor([p for p in server.pids if p])
-                        with monitor:
-                            server.predict_logits(texts, batch_size=bs)
-                        samples[bs].append((server.stats["queries_per_s"], float(np.percentile(server.stats["batch_ms"], 90)),
-                                            monitor.other_cores))
-                        bar.update(1)
-                for bs, runs in samples.items():
-                    qps, p90, load = (float(np.median([x[k] for x in runs])) for k in range(3))
-                    rows.append({"instances": instances, "threads": threads, "batch_size": bs, "queries_per_s": qps,
-                                 "p90_batch_ms": p90, "other_load_cores": round(load, 3), "disturbed": load > 0.25})
+                # The workers' CPU is ours: only other processes' load counts as a disturbance.
+                timing = time_interleaved({bs: partial(_served_pass, server, texts, bs) for bs in config.batch_sizes},
+                                          repeats=config.repeats, keep_outputs=True,
+                                          monitor=lambda names: LoadMonitor(server.pids),
+                                          on_pass=lambda p: bar.update(1))
+                rows += [_layout_row(timing, instances, threads, bs) for bs in config.batch_sizes]
     finally:
         bar.close()
     return choose_setting(rows, config.latency_bound_ms)
+
+
+def _served_pass(server: MultiInstanceClassifier, texts: list, batch_size: int) -> dict[str, float]:
+    """One timed pass of ``texts`` through the workers; the server's own throughput and p90 batch latency."""
+    server.predict_logits(texts, batch_size=batch_size)
+    stats = server.stats
+    return {"queries_per_s": stats["queries_per_s"], "p90_batch_ms": float(np.percentile(stats["batch_ms"], 90))}
+
+
+def _layout_row(timing, instances: int, threads: int, batch_size: int) -> dict[str, Any]:
+    """Medians over the passes of one setting; disturbed when the median other load is over the threshold."""
+    passes = timing.of(batch_size)
+    qps, p90 = (float(np.median([p.outputs[k] for p in passes])) for k in ("queries_per_s", "p90_batch_ms"))
+    load = float(np.median([p.other_load_cores for p in passes]))
+    return {"instances": instances, "threads": threads, "batch_size": batch_size, "queries_per_s": qps,
+            "p90_batch_ms": p90, "other_load_cores": round(load, 3), "disturbed": load > DISTURBED_ABOVE_CORES}
 
 
 def choose_setting(rows: list[dict[str, Any]], latency_bound_ms: Optional[float] = None) -> TuningResult:

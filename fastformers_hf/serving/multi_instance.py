@@ -17,7 +17,6 @@ inside each operator, while instances of one thread each never wait on one anoth
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import os
@@ -31,7 +30,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from ..errors import FastFormersError
-from ..utils.io import read_json
+from ..inference.inputs import validate_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -204,7 +203,7 @@ def _worker_main(conn, spec: dict) -> None:
             out, seconds, shapes, real, pos = [], [], [], 0, 0
             for batch in batches:
                 start = time.perf_counter()
-                features = clf._collate(ids[pos:pos + len(batch)])  # padded to the batch's own longest input
+                features = clf.collate(ids[pos:pos + len(batch)])  # padded to the batch's own longest input
                 out.append(clf.runner(features))  # (B, C)
                 seconds.append(time.perf_counter() - start + tokenise_s * len(batch))
                 shapes.append(tuple(features["input_ids"].shape))
@@ -260,28 +259,21 @@ class MultiInstanceClassifier:
     """
 
     def __init__(self, model_dir: str | os.PathLike, config: RuntimeConfig | None = None):
-        from ..inference.classifier import TextClassifier, model_token_limit
-        from ..onnx.export import load_tokenizer
+        from ..inference.classifier import model_token_limit
+        from ..utils.model_folder import load_tokenizer, model_config
 
         if not isinstance(model_dir, (str, os.PathLike)):
             raise FastFormersError("MultiInstanceClassifier loads the model in each worker from a directory: save "
                                    "it with save_pretrained (or export_onnx) and pass the directory.")
         self.config = config or RuntimeConfig()
         self.model_dir = Path(model_dir)
-        if not (self.model_dir / "config.json").exists():
-            raise FastFormersError(f"{self.model_dir} holds no model (no config.json); pass a directory saved with "
-                                   "save_pretrained or written by export_onnx/optimize_for_inference.")
+        folder_config = model_config(self.model_dir)
         self.tokenizer = load_tokenizer(self.model_dir)  # the workers load the same one from the directory
         if self.tokenizer is None:
             raise FastFormersError(f"{self.model_dir} has no tokenizer; save one beside the model "
                                    "(tokenizer.save_pretrained(model_dir)): every worker loads it from there.")
-        model_config = read_json(self.model_dir / "config.json")
-        self.id2label = {int(k): v for k, v in (model_config.get("id2label") or {0: "LABEL_0", 1: "LABEL_1"}).items()}
-        self.max_length = self.config.max_length or model_token_limit(model_config, self.tokenizer)
-        # Input validation follows the same rules as the workers' TextClassifier.
-        self._checker = TextClassifier(lambda f: None, self.tokenizer, self.id2label,
-                                       dataclasses.replace(_inference_config(self.config), max_length=self.max_length),
-                                       backend="none")
+        self.id2label = {int(k): v for k, v in (folder_config.get("id2label") or {0: "LABEL_0", 1: "LABEL_1"}).items()}
+        self.max_length = self.config.max_length or model_token_limit(folder_config, self.tokenizer)
         self.plan = plan_instances(self.config.num_instances, self.config.threads_per_instance,
                                    self.config.oversubscribe)
         import multiprocessing as mp
@@ -376,7 +368,7 @@ class MultiInstanceClassifier:
         """Validated inputs, their token lengths capped at max_length (only computed when ``need_lengths``: this
         process then tokenises every input once more) and the index groups of single texts and of pairs, which
         never share a batch (pairs are usually much longer than single texts)."""
-        inputs = self._checker._validate(inputs)
+        inputs = validate_inputs(inputs)
         if self.config.empty_inputs == "error":
             empty = [i for i, x in enumerate(inputs) if not any(p.strip() for p in ((x,) if isinstance(x, str) else x))]
             if empty:

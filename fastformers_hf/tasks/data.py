@@ -34,6 +34,10 @@ TASKS: dict[str, TaskSpec] = {
 
 # GLUE file names for each split, in the order we look for them.
 _SPLIT_FILES = {"train": ("train",), "validation": ("dev", "validation", "val")}
+_SPLIT_STEMS = {stem for stems in _SPLIT_FILES.values() for stem in stems} | {"test"}
+
+# ``datasets`` names data loaded from local files after the loader's format; reports must not call data "csv".
+LOADER_FORMATS = ("csv", "json", "parquet", "text", "arrow", "pandas", "generator")
 
 
 def get_task(task: str) -> TaskSpec:
@@ -42,9 +46,34 @@ def get_task(task: str) -> TaskSpec:
     return TASKS[task]
 
 
+def local_data_name(path: str | os.PathLike) -> str:
+    """What reports call local data: a file's stem (``boolq_dev``), or its folder's name when the stem only names a
+    split (``sst2`` for ``data/sst2/dev.tsv``), or a folder's own name (``sst2`` for ``data/sst2``)."""
+    path = Path(os.path.abspath(path))  # abspath: "." and ".." get their real names, symlinks keep theirs
+    if path.suffix and path.stem.lower() not in _SPLIT_STEMS:
+        return path.stem
+    return (path.parent if path.suffix else path).name
+
+
+def dataset_name(dataset, default: str) -> str:
+    """A Dataset's own name for reports (``glue/sst2``, or the folder its files came from); ``default`` when it has
+    none, or only the name of the loader's format."""
+    info = dataset.info
+    name = info.dataset_name or info.builder_name
+    if not name or name in LOADER_FORMATS:
+        return default
+    return f"{name}/{info.config_name}" if info.config_name not in (None, "default", name) else name
+
+
 def load_local_split(path: str | os.PathLike) -> Dataset:
-    """A GLUE-style ``.tsv`` (tab-separated, header row, no quoting) or ``.csv``/``.json``/``.jsonl`` file."""
-    path = Path(path)
+    """A GLUE-style ``.tsv`` (tab-separated, header row, no quoting) or ``.csv``/``.json``/``.jsonl`` file, named
+    after its data (:func:`local_data_name`), not after the loader's format."""
+    dataset = _load_local_file(Path(path))
+    dataset.info.dataset_name = local_data_name(path)
+    return dataset
+
+
+def _load_local_file(path: Path) -> Dataset:
     if not path.exists():
         raise FastFormersError(f"data file not found: {path}")
     if path.suffix == ".tsv":
