@@ -28,7 +28,7 @@ import fastformers_hf
 from fastformers_hf import SessionConfig, VariantChoiceConfig, load_task_data, optimize_for_inference
 from fastformers_hf.utils.io import atomic_output_dir, claim_output_dir, read_json, write_json
 from fastformers_hf.measurements import machine_description, machine_text, record_measurement
-from fastformers_hf.onnx.export import inference_session, model_size_bytes
+from fastformers_hf.onnx.graph import inference_session, model_size_bytes
 from fastformers_hf.utils.model_folder import load_pytorch_model
 from fastformers_hf.onnx.variants import chosen_with, ort_runner, pytorch_runner
 from fastformers_hf.utils.timing import time_interleaved
@@ -104,7 +104,7 @@ def make_student(args, out: Path, tokenizer) -> Path | None:
     target = out / "models" / "student"
     if not (target / "config.json").exists():
         from fastformers_hf import held_out_split, prune, tokenize
-        from fastformers_hf.pruning.structured import scoring_dataloader
+        from fastformers_hf.pruning import scoring_dataloader
 
         log(f"pruning the teacher to {args.heads} heads / FFN {args.ffn} (first-order scores, no re-training)")
         train = load_task_data(args.sst2_train)["train"]

@@ -27,7 +27,7 @@ from fastformers_hf import (DistillationConfig, DistillationTrainer, cache_teach
                             importance_scores, load_pruned, load_task_data, prune, record_measurement, tokenize)
 from fastformers_hf.utils.io import atomic_output_dir, claim_output_dir, read_json, write_json
 from fastformers_hf.measurements import machine_description, machine_text
-from fastformers_hf.pruning.structured import scoring_dataloader
+from fastformers_hf.pruning import scoring_dataloader
 from fastformers_hf.tasks.data import local_data_name
 from fastformers_hf.utils.timing import DEFAULT_WARMUP, pytorch_classify_fn, time_interleaved, torch_threads
 
@@ -196,7 +196,7 @@ class Bench:
             int8 = self.out / "onnx" / f"{name}-int8"
             if "dev_accuracy" in rows[name].get("onnx_int8", {}) and int8.exists():
                 from fastformers_hf.onnx.config import SessionConfig
-                from fastformers_hf.onnx.export import inference_session
+                from fastformers_hf.onnx.graph import inference_session
 
                 session = inference_session(int8, SessionConfig(intra_op_num_threads=1))
                 fns[(name, "onnx_int8")] = ort_classify_fn(session, self.tokenizer, self.args.max_length)
@@ -220,7 +220,8 @@ class Bench:
             return {"skipped": "fastformers_hf.quantize_onnx is not available in this checkout"}
         try:
             from fastformers_hf.onnx.config import SessionConfig
-            from fastformers_hf.onnx.export import export_onnx, inference_session
+            from fastformers_hf.onnx.export import export_onnx
+            from fastformers_hf.onnx.graph import inference_session
 
             fp32, int8 = self.out / "onnx" / f"{name}-fp32", self.out / "onnx" / f"{name}-int8"
             if not (int8 / "model.onnx").exists() and not any(int8.glob("*.onnx")):

@@ -96,7 +96,7 @@ def _check_loads(model_dir: Path, config: Mapping[str, Any], record: Mapping[str
 
     widths = record.get("ffn_width_per_layer") or []
     if len(set(widths)) > 1:  # per-layer FFN widths: plain from_pretrained cannot build them
-        from .pruning.structured import load_pruned
+        from .pruning import load_pruned
 
         load_pruned(model_dir)
         return "fastformers_hf.load_pruned"

@@ -49,3 +49,15 @@ def tiny_model(model_type: str = "bert", seed: int = 0, **config_kwargs):
 
     torch.manual_seed(seed)
     return AutoModelForSequenceClassification.from_config(tiny_config(model_type, **config_kwargs)).eval()
+
+
+def write_glue_folder(path: str | os.PathLike, num_train: int = 200, num_dev: int = 50, seed: int = 3) -> Path:
+    """A GLUE-style folder (``train.tsv``, ``dev.tsv`` with ``sentence``/``label``) of generated sentiment data."""
+    from .tasks.synthetic import make_sentiment_data
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    raw = make_sentiment_data(num_train, num_dev, seed=seed)
+    for split, name in (("train", "train"), ("validation", "dev")):
+        raw[split].to_csv(path / f"{name}.tsv", sep="\t", index=False)
+    return path

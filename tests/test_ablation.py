@@ -81,9 +81,9 @@ def test_bad_settings(kwargs, match):
         AblationConfig(**kwargs)
 
 
-def test_int8_builds_choose_per_thread_count_and_are_cached(tmp_path):
+def testint8_builds_choose_per_thread_count_and_are_cached(tmp_path):
     from fastformers_hf import VariantChoiceConfig, prune
-    from fastformers_hf.benchmarks.ablation import _int8_builds
+    from fastformers_hf.benchmarks.ablation import int8_builds
     from fastformers_hf.testing import tiny_model, tiny_tokenizer
     from fastformers_hf.utils.io import read_json
 
@@ -94,12 +94,12 @@ def test_int8_builds_choose_per_thread_count_and_are_cached(tmp_path):
         tokenizer.save_pretrained(tmp_path / name)
     config = VariantChoiceConfig(candidates=["int8", "int8-unfused-ln"], tolerance=100.0, sample_size=4,
                                  latency_repeats=1, warmup=0)
-    builds = _int8_builds(tmp_path / "student", tmp_path / "pruned", tmp_path / "out", config, threads=2)
+    builds = int8_builds(tmp_path / "student", tmp_path / "pruned", tmp_path / "out", config, threads=2)
     reports = {k: read_json(builds[k] / "onnx_variants.json") for k in ("int8", "int8_1thread", "pruned_int8")}
     assert [r["config"]["session"]["intra_op_num_threads"] for r in reports.values()] == [2, 1, 1]
     assert builds["int8_1thread"] != builds["int8"]
     # The pruned graph is the variant chosen for the 1-thread instances it serves in.
     assert reports["pruned_int8"]["chosen"] == builds["int8_1thread_variant"] == reports["int8_1thread"]["chosen"]
     stamps = {k: (builds[k] / "onnx_variants.json").stat().st_mtime_ns for k in reports}
-    again = _int8_builds(tmp_path / "student", tmp_path / "pruned", tmp_path / "out", config, threads=2)
+    again = int8_builds(tmp_path / "student", tmp_path / "pruned", tmp_path / "out", config, threads=2)
     assert again == builds and stamps == {k: (builds[k] / "onnx_variants.json").stat().st_mtime_ns for k in reports}

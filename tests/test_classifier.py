@@ -4,6 +4,7 @@ import torch
 
 from fastformers_hf import FastFormersError
 from fastformers_hf.inference.classifier import InferenceConfig, TextClassifier
+from fastformers_hf.inference.tokenization import transformers_token_ids
 from fastformers_hf.testing import tiny_model
 
 TEXTS = ["the film was good .", "the plot was not dull but the acting was weak .", "", "the cast"]
@@ -78,9 +79,9 @@ class _Counting:
     def __init__(self, inner, calls):
         self.inner, self.calls = inner, calls
 
-    def encode_batch_fast(self, *a, **kw):
+    def __call__(self, inputs):
         self.calls.append(1)
-        return self.inner.encode_batch_fast(*a, **kw)
+        return self.inner(inputs)
 
 
 def test_inputs_are_tokenised_once(saved, monkeypatch):
@@ -88,7 +89,7 @@ def test_inputs_are_tokenised_once(saved, monkeypatch):
     calls = []
     real = clf.tokenizer.__class__.__call__
     monkeypatch.setattr(clf.tokenizer.__class__, "__call__", lambda self, *a, **kw: calls.append(1) or real(self, *a, **kw))
-    clf._rust = _Counting(clf._rust_encoder(), calls)
+    clf.fast_encoder = _Counting(clf.fast_encoder, calls)
     clf.predict_logits(TEXTS)
     assert len(calls) == 1
 
@@ -107,12 +108,37 @@ def test_rust_fast_path_gives_the_transformers_ids(tokenizer, side, max_length, 
     tokenizer.truncation_side = side
     try:
         clf = TextClassifier(lambda f: None, tokenizer, {0: "a", 1: "b"}, InferenceConfig(max_length=max_length))
-        fast = clf._token_ids(inputs)
-        assert clf._rust is not None
-        clf._rust = None  # the transformers call
-        assert fast == clf._token_ids(inputs)
+        assert clf.fast_encoder is not None
+        fast = clf.token_ids(inputs)
+        clf.fast_encoder = None  # the transformers call
+        assert fast == clf.token_ids(inputs)
+        assert fast == transformers_token_ids(tokenizer, inputs, max_length)
     finally:
         tokenizer.truncation_side = "right"
+
+
+@pytest.mark.parametrize("max_length", [512, 12])
+def test_token_ids_and_truncation_follow_the_transformers_call(tokenizer, max_length):
+    inputs = TEXTS + PAIRS + [" ".join(["good"] * 40)]
+    clf = TextClassifier(lambda f: None, tokenizer, {0: "a", 1: "b"}, InferenceConfig(max_length=max_length))
+    ids = clf.token_ids(inputs)
+
+    def alone(x, **kw):  # one input in a batch of its own (a batch of one: ("a", "") is a pair with an empty text)
+        enc = tokenizer([x], **kw) if isinstance(x, str) else tokenizer([x[0]], [x[1]], **kw)
+        return {k: v[0] for k, v in enc.items()}
+
+    assert ids == [alone(x, truncation=True, max_length=max_length) for x in inputs]
+    full = [len(alone(x)["input_ids"]) for x in inputs]
+    assert clf.truncated(inputs, ids) == [i for i, n in enumerate(full) if n > max_length]
+
+
+def test_predict_is_the_softmax_of_the_logits(saved):
+    clf = TextClassifier.from_pretrained(saved)
+    logits = clf.predict_logits(TEXTS)
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    np.testing.assert_allclose(clf.predict_proba(TEXTS), probs, rtol=1e-5)
+    assert clf.predict(TEXTS) == [{"label": clf.id2label[int(i)], "label_id": int(i), "score": float(p[i])}
+                                  for i, p in zip(probs.argmax(-1), clf.predict_proba(TEXTS))]
 
 
 @pytest.mark.parametrize("inputs,match", [([1, "x"], "input 0 is a int"), ([None], "input 0 is a NoneType"),

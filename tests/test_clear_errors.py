@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from fastformers_hf.errors import FastFormersError
-from fastformers_hf.testing import tiny_model, tiny_tokenizer
+from fastformers_hf.testing import tiny_model, tiny_tokenizer, write_glue_folder
 
 sys.path.insert(0, str(Path(__file__).parent))
 from hub_server import HubServer  # noqa: E402
@@ -72,16 +72,11 @@ def test_a_truncated_weight_file_is_a_clear_error(entry, truncated, tmp_path):
 
 def test_scoring_examples_message_names_the_flag(tmp_path):
     from fastformers_hf.commands import prune
-    from fastformers_hf.tasks.synthetic import make_sentiment_data
 
     model = tmp_path / "model"
     tiny_model("bert", num_layers=2).save_pretrained(model)
     tiny_tokenizer().save_pretrained(model)
-    data = tmp_path / "data"
-    data.mkdir()
-    raw = make_sentiment_data(200, 20, seed=0)
-    for split, name in (("train", "train"), ("validation", "dev")):
-        raw[split].to_csv(data / f"{name}.tsv", sep="\t", index=False)
+    data = write_glue_folder(tmp_path / "data", 200, 20, seed=0)
     with pytest.raises(FastFormersError, match=r"--scoring_examples 1000 must be between 1 and 199: the train split "
                                                r".* has 200 rows; pass a smaller --scoring_examples"):
         prune.main(["--model_name_or_path", str(model), "--data", str(data), "--heads_per_layer", "2",

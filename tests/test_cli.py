@@ -33,13 +33,9 @@ def test_bad_arguments_give_one_line_error_not_traceback(argv, match):
 
 
 def _glue_folder(path):
-    from fastformers_hf.tasks.synthetic import make_sentiment_data
+    from fastformers_hf.testing import write_glue_folder
 
-    path.mkdir()
-    raw = make_sentiment_data(200, 50, seed=3)
-    for split, name in (("train", "train"), ("validation", "dev")):
-        raw[split].to_csv(path / f"{name}.tsv", sep="\t", index=False)
-    return path
+    return write_glue_folder(path, 200, 50)
 
 
 def test_distill_command_end_to_end(tmp_path, trained_teacher, tokenizer):

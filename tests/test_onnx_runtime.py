@@ -90,7 +90,7 @@ def test_export_from_directory_keeps_pruned_shape(tokenizer, tmp_path):
 
 
 def test_per_layer_ffn_widths_from_prune(tokenizer, tmp_path):
-    pruning = pytest.importorskip("fastformers_hf.pruning.structured")
+    pruning = pytest.importorskip("fastformers_hf.pruning")
     model = tiny_model("bert")
     pruning.prune(model, heads_per_layer=[3, 2, 4, 1], ffn_width=[64, 32, 48, 16], method="magnitude")
     model.save_pretrained(tmp_path / "pt")
@@ -205,7 +205,7 @@ def test_variant_outside_tolerance_is_refused_with_numbers(tokenizer, tmp_path):
 def test_session_variant_is_saved_with_the_graph_and_applied_at_load(tokenizer, tmp_path, monkeypatch):
     import onnxruntime as ort
 
-    from fastformers_hf.onnx.export import inference_session
+    from fastformers_hf.onnx.graph import inference_session
 
     model = tiny_model("bert")
     config = VariantChoiceConfig(candidates=["int8-unfused-ln"], tolerance=100.0, sample_size=4, latency_repeats=1,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fastformers_hf.errors import FastFormersError
-from fastformers_hf.testing import tiny_model, tiny_tokenizer
+from fastformers_hf.testing import tiny_model, tiny_tokenizer, write_glue_folder
 from fastformers_hf.utils.io import (OUTPUT_RECORD, atomic_output_dir, claim_output_dir, output_kind,
                                      remove_stale_temps, write_output_record)
 
@@ -23,17 +23,12 @@ from fastformers_hf.utils.io import (OUTPUT_RECORD, atomic_output_dir, claim_out
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     from fastformers_hf import export_onnx
-    from fastformers_hf.tasks.synthetic import make_sentiment_data
 
     root = tmp_path_factory.mktemp("policy")
     model = root / "model"
     tiny_model("bert", num_layers=2, hidden_size=32, intermediate_size=64).save_pretrained(model)
     tiny_tokenizer().save_pretrained(model)
-    data = root / "data"
-    data.mkdir()
-    raw = make_sentiment_data(120, 40, seed=3)
-    for split, name in (("train", "train"), ("validation", "dev")):
-        raw[split].to_csv(data / f"{name}.tsv", sep="\t", index=False)
+    data = write_glue_folder(root / "data", 120, 40)
     return {"model": model, "data": data, "onnx": export_onnx(model, root / "onnx")}
 
 

@@ -10,7 +10,7 @@ import fastformers_hf
 from fastformers_hf import (DistillationConfig, DistillationTrainer, FastFormersError, compression_record, load_pruned,
                             prune)
 from fastformers_hf.architectures import get_layers, get_spec
-from fastformers_hf.pruning.structured import (
+from fastformers_hf.pruning import (
     METHODS,
     current_shape,
     held_out_split,

@@ -6,8 +6,9 @@ import pytest
 
 from fastformers_hf import FastFormersError
 from fastformers_hf.inference.classifier import TextClassifier
-from fastformers_hf.serving.multi_instance import (MultiInstanceClassifier, RuntimeConfig, length_buckets, physical_cores,
-                                    plan_instances)
+from fastformers_hf.serving.batching import length_buckets
+from fastformers_hf.serving.cores import physical_cores, plan_instances
+from fastformers_hf.serving.multi_instance import MultiInstanceClassifier, RuntimeConfig
 from fastformers_hf.serving.layout_search import TuningConfig, choose_setting, tune
 from fastformers_hf.tasks.synthetic import make_sentiment_data
 from fastformers_hf.testing import tiny_model

@@ -8,7 +8,7 @@ import pytest
 from fastformers_hf import DistillationConfig, DistillationTrainer, FastFormersError, make_student
 from fastformers_hf.distillation.compatibility import tokenizer_fingerprint
 from fastformers_hf.tasks.synthetic import VOCABULARY
-from fastformers_hf.testing import tiny_model, tiny_tokenizer
+from fastformers_hf.testing import tiny_model, tiny_tokenizer, write_glue_folder
 
 # One word replaced: the same number of tokens, but id k means another word in one of them.
 OTHER_WORDS = [w for w in VOCABULARY if w != "boring"] + ["zebra"]
@@ -25,13 +25,7 @@ def folders(tmp_path_factory, trained_teacher, tokenizer):
     general = root / "general"  # a "generally distilled" checkpoint of the same size with the other vocabulary
     tiny_model("bert", num_layers=2, hidden_size=64, intermediate_size=128).save_pretrained(general)
     other.save_pretrained(general)
-    data = root / "data"
-    data.mkdir()
-    from fastformers_hf.tasks.synthetic import make_sentiment_data
-
-    raw = make_sentiment_data(64, 16, seed=3)
-    for split, name in (("train", "train"), ("validation", "dev")):
-        raw[split].to_csv(data / f"{name}.tsv", sep="\t", index=False)
+    data = write_glue_folder(root / "data", 64, 16)
     return {"teacher": teacher, "general": general, "other": other, "data": data, "root": root}
 
 

@@ -1,8 +1,10 @@
 """``StructuredPruningCallback``: prune heads and FFN neurons at chosen steps of a ``Trainer`` run, then train on.
 
-Thin: scoring and slicing are :func:`fastformers_hf.pruning.structured.prune`; this only decides *when*, and swaps in an
-optimizer and scheduler for the new parameters (a ``TrainerCallback`` receives the optimizer but cannot replace it,
-so the callback keeps a reference to the trainer: ``StructuredPruningCallback(...).attach(trainer)``).
+Thin: scoring and slicing are :func:`fastformers_hf.pruning.prune`; this only decides *when*, then points the
+trainer's optimizer at the new parameters with :func:`fastformers_hf.pruning.remap_optimizer_in_place` (the same
+optimizer object, Adam moments sliced with the weights, so the LR scheduler, accelerate and the fp16 scaler carry on
+unchanged). It needs the trainer (data, collator, optimizer), so it keeps a reference to it:
+``StructuredPruningCallback(...).attach(trainer)``.
 
 With ``DistillationTrainer`` and the unpruned model as teacher, training after the prune step is re-distillation.
 """
@@ -14,11 +16,11 @@ from typing import Optional
 from transformers import TrainerCallback
 
 from fastformers_hf.errors import FastFormersError
-from fastformers_hf.pruning.structured import (
+from fastformers_hf.pruning import (
     METHODS,
     current_shape,
     prune,
-    remap_optimizer_state,
+    remap_optimizer_in_place,
     resolve_target,
     scoring_dataloader,
 )
@@ -32,7 +34,7 @@ class StructuredPruningCallback(TrainerCallback):
     next every ``prune_every`` steps.
 
     ``scoring_dataset``: a tokenised held-out slice of the training data for ``method="first_order"`` (see
-    ``fastformers_hf.pruning.structured.held_out_split``). When omitted, ``num_scoring_examples`` rows of the train dataset are
+    ``fastformers_hf.pruning.held_out_split``). When omitted, ``num_scoring_examples`` rows of the train dataset are
     used, which the model also trains on.
     """
 
@@ -56,7 +58,7 @@ class StructuredPruningCallback(TrainerCallback):
         self.done = 0  # prune steps applied so far
 
     def attach(self, trainer) -> "StructuredPruningCallback":
-        """Register with ``trainer`` and keep a reference to it (needed to rebuild its optimizer)."""
+        """Register with ``trainer`` and keep a reference to it (its data, collator and optimizer)."""
         self.trainer = trainer
         if self not in trainer.callback_handler.callbacks:
             trainer.add_callback(self)
@@ -90,7 +92,7 @@ class StructuredPruningCallback(TrainerCallback):
         trainer = self.trainer
         if trainer is None:
             raise FastFormersError(
-                "StructuredPruningCallback needs the trainer to rebuild its optimizer after pruning: use "
+                "StructuredPruningCallback needs the trainer to score on its data and update its optimizer: use "
                 "StructuredPruningCallback(...).attach(trainer) instead of callbacks=[...]."
             )
         if trainer.model_wrapped is not trainer.model or trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled:
@@ -107,7 +109,8 @@ class StructuredPruningCallback(TrainerCallback):
                            normalize=self.normalize, seed=self.seed + self.done, return_mapping=True)
         self.done += 1
         model.config.fastformers["steps"][-1]["trainer_step"] = state.global_step
-        self._rebuild_optimizer(trainer, mapping, state.max_steps)
+        if trainer.optimizer is not None:  # None: not built yet, it will be built over the pruned model
+            remap_optimizer_in_place(trainer.optimizer, mapping)
         logger.info("structured pruning %d/%d at step %d: heads %s, FFN %s", self.done, len(self.schedule),
                     state.global_step, heads, ffn)
 
@@ -117,30 +120,5 @@ class StructuredPruningCallback(TrainerCallback):
         data = trainer.train_dataset
         n = min(self.num_scoring_examples, len(data))
         logger.warning("scoring on %d training rows that are also trained on; pass scoring_dataset= (a held-out "
-                       "slice, see fastformers_hf.pruning.structured.held_out_split) for independent scores.", n)
+                       "slice, see fastformers_hf.pruning.held_out_split) for independent scores.", n)
         return data.shuffle(seed=self.seed).select(range(n))
-
-    @staticmethod
-    def _rebuild_optimizer(trainer, mapping: dict, max_steps: int) -> None:
-        """New optimizer + scheduler over the new parameters, carrying over Adam moments and the schedule position.
-
-        Trainer's inner loop calls ``self.optimizer.step()`` and ``self.lr_scheduler.step()`` through the attributes
-        every step (transformers 4.57), so replacing them here takes effect from the next step.
-        """
-        old_wrapped, old_sched = trainer.optimizer, trainer.lr_scheduler
-        old_opt = getattr(old_wrapped, "optimizer", old_wrapped)  # unwrap accelerate's AcceleratedOptimizer
-        sched_state = old_sched.state_dict() if old_sched is not None else None
-        trainer.optimizer, trainer.lr_scheduler = None, None
-        trainer.create_optimizer_and_scheduler(num_training_steps=max_steps)
-        new_opt = trainer.optimizer
-        remap_optimizer_state(old_opt, new_opt, mapping)
-        if sched_state is not None:
-            trainer.lr_scheduler.load_state_dict(sched_state)
-            for group, lr in zip(new_opt.param_groups, trainer.lr_scheduler.get_last_lr()):
-                group["lr"] = lr  # the next optimizer step uses the current point of the schedule
-        accelerator = trainer.accelerator
-        if old_wrapped in accelerator._optimizers:  # keep accelerate from unscaling/stepping the stale optimizer
-            accelerator._optimizers.remove(old_wrapped)
-        trainer.optimizer = accelerator.prepare_optimizer(new_opt)
-        # what the other callbacks receive as ``optimizer=`` / ``lr_scheduler=``
-        trainer.callback_handler.optimizer, trainer.callback_handler.lr_scheduler = trainer.optimizer, trainer.lr_scheduler

@@ -65,7 +65,7 @@ def main(argv=None) -> int:
     inputs = [args.model_name_or_path, args.data]
     check_output_dir(args.output_dir, "prune", inputs, args.overwrite_output_dir)  # before any slow work
     from ..utils.model_folder import load_pytorch_model, load_tokenizer
-    from ..pruning.structured import held_out_split, prune, scoring_dataloader
+    from ..pruning import held_out_split, prune, scoring_dataloader
     from ..shape_record import compression_record
 
     model, tokenizer = load_pytorch_model(args.model_name_or_path), load_tokenizer(args.model_name_or_path)

@@ -1,8 +1,11 @@
 """``TextClassifier``: one ``predict(texts)`` over any of our models — PyTorch, ONNX Runtime, pruned, quantized.
 
-Inputs are tokenised per batch and padded only to the batch's own longest input (dynamic length); with
-``sort_by_length`` a batch size above 1 groups inputs of similar length, and results come back in the caller's
-order. This is the building block of the serving runtime and the cascade.
+Inputs are tokenised once per call (:mod:`~fastformers_hf.inference.tokenization`) and each batch is padded only
+to its own longest input (dynamic length); with ``sort_by_length`` a batch size above 1 groups inputs of similar
+length, and results come back in the caller's order. ``predict_proba`` / ``predict`` come from
+:class:`~fastformers_hf.inference.predictor.Predictor`. This is the building block of the serving runtime (whose
+workers call :meth:`TextClassifier.token_ids`, :meth:`~TextClassifier.truncated` and
+:meth:`~TextClassifier.collate` directly) and of the cascade.
 """
 from __future__ import annotations
 
@@ -11,12 +14,16 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
 from ..errors import FastFormersError
+from ..serving.batching import length_buckets
+from . import tokenization
 from .inputs import TextInput, validate_inputs
+from .predictor import Predictor
+from .tokenization import TokenIds
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +63,10 @@ def model_token_limit(model_config: dict | None, tokenizer) -> int:
     return min(limits) if limits else 512
 
 
-class TextClassifier:
-    """Predict labels and probabilities for texts (or text pairs) with a PyTorch or ONNX Runtime model."""
+class TextClassifier(Predictor):
+    """Predict labels and probabilities for texts (or text pairs) with a PyTorch or ONNX Runtime model: the
+    ``runner`` maps a padded batch (:meth:`collate`) to logits; ``predict_proba`` / ``predict`` are
+    :class:`~fastformers_hf.inference.predictor.Predictor`'s."""
 
     def __init__(self, runner: Callable[[dict], np.ndarray], tokenizer, id2label: dict[int, str],
                  config: InferenceConfig | None = None, backend: str = "pytorch", source: str | None = None,
@@ -67,13 +76,16 @@ class TextClassifier:
         self.config = config or InferenceConfig()
         self.backend, self.source = backend, source
         self.max_length = self.config.max_length or model_token_limit(model_config, tokenizer)
+        # The Rust fast path of fast tokenizers, set up for max_length (None: slow tokenizer, or set it to None to
+        # use the transformers call).
+        self.fast_encoder = tokenization.rust_encoder(tokenizer, self.max_length)
 
     @classmethod
     def from_pretrained(cls, model_or_dir, tokenizer=None, config: InferenceConfig | None = None,
                         backend: str = "auto") -> "TextClassifier":
         """From a loaded model or a directory: one holding ``*.onnx`` runs on ONNX Runtime, else PyTorch."""
         from ..onnx.config import SessionConfig
-        from ..onnx.export import inference_session
+        from ..onnx.graph import inference_session
         from ..utils.model_folder import load_pytorch_model, load_tokenizer, model_config, onnx_files
         from .runners import ort_runner, pytorch_runner
 
@@ -106,74 +118,22 @@ class TextClassifier:
 
     validate_inputs = staticmethod(validate_inputs)  # the accepted input forms: inference/inputs.py
 
-    def _rust_encoder(self):
-        """A private copy of a fast tokenizer's Rust ``Tokenizer``, set to truncate like ``tokenizer(...,
-        truncation=True, max_length=...)`` (longest first, on the tokenizer's truncation side); None for slow
-        tokenizers. A copy because the ``transformers`` wrapper re-configures its own one on every call."""
-        if not hasattr(self, "_rust"):
-            backend = getattr(self.tokenizer, "backend_tokenizer", None)
-            self._rust = None
-            if backend is not None and hasattr(backend, "encode_batch_fast"):
-                from tokenizers import Tokenizer
+    def token_ids(self, inputs: Sequence[TextInput]) -> list[TokenIds]:
+        """Token ids of each (validated) input, truncated to ``max_length``: through ``fast_encoder`` (fast
+        tokenizers) or the ``transformers`` call, which give the same ids; see
+        :mod:`~fastformers_hf.inference.tokenization` for why there are two."""
+        if self.fast_encoder is not None:
+            return self.fast_encoder(inputs)
+        return tokenization.transformers_token_ids(self.tokenizer, inputs, self.max_length)
 
-                self._rust = Tokenizer.from_str(backend.to_str())
-                self._rust.no_padding()
-                self._rust.enable_truncation(self.max_length, strategy="longest_first",
-                                             direction=getattr(self.tokenizer, "truncation_side", "right"))
-                names = getattr(self.tokenizer, "model_input_names", ["input_ids", "token_type_ids", "attention_mask"])
-                self._rust_fields = [(k, a) for k, a in (("input_ids", "ids"), ("token_type_ids", "type_ids"),
-                                                         ("attention_mask", "attention_mask")) if k in names]
-        return self._rust
+    def truncated(self, inputs: Sequence[TextInput], ids: Sequence[TokenIds]) -> list[int]:
+        """Indices of the inputs whose :meth:`token_ids` truncation cut (only inputs at the limit are tokenised
+        again)."""
+        return tokenization.truncated(self.tokenizer, inputs, ids, self.max_length)
 
-    def _token_ids(self, inputs: Sequence[TextInput]) -> list[dict[str, list[int]]]:
-        """Token ids of each input, truncated to ``max_length``. Single texts and pairs are tokenised apart: in one
-        call a single text would get the pairs' extra [SEP].
-
-        Fast tokenizers are called through their Rust ``encode_batch_fast``: the same ids as the ``transformers``
-        call, without the character offsets it computes and we never use (timed once here, ad hoc: ~20% less
-        tokenising time on ~140-token pairs, where tokenising is ~8% of a small int8 model's serving time)."""
-        rust = self._rust_encoder()
-        if rust is not None:
-            fields = self._rust_fields
-            return [{k: getattr(e, a) for k, a in fields} for e in rust.encode_batch_fast(list(inputs))]
-        out: list = [None] * len(inputs)
-        singles = [i for i, x in enumerate(inputs) if isinstance(x, str)]
-        pairs = [i for i, x in enumerate(inputs) if not isinstance(x, str)]
-        for idx, is_pair in ((singles, False), (pairs, True)):
-            if not idx:
-                continue
-            firsts = [inputs[i][0] if is_pair else inputs[i] for i in idx]
-            enc = self.tokenizer(firsts, [inputs[i][1] for i in idx] if is_pair else None, truncation=True,
-                                 max_length=self.max_length)
-            for j, i in enumerate(idx):
-                out[i] = {k: enc[k][j] for k in enc.keys()}
-        return out
-
-    def collate(self, ids: Sequence[dict[str, list[int]]]) -> dict[str, np.ndarray]:
-        """Pad a batch to its own longest input. By hand, not ``tokenizer.pad``: that warns on fast tokenizers and
-        costs more than this for the small batches of serving."""
-        width = max(len(x["input_ids"]) for x in ids)
-        pad = {"input_ids": self.tokenizer.pad_token_id or 0}
-        left = getattr(self.tokenizer, "padding_side", "right") == "left"
-        out = {k: np.full((len(ids), width), pad.get(k, 0), dtype=np.int64) for k in ids[0]}  # (B, T) each
-        for b, x in enumerate(ids):
-            n = len(x["input_ids"])
-            for k, v in x.items():
-                if left:
-                    out[k][b, width - n:] = v
-                else:
-                    out[k][b, :n] = v
-        return out
-
-    def _count_cut(self, inputs: Sequence[TextInput], ids: Sequence[dict]) -> list[int]:
-        """Indices of inputs that truncation cut: only those that reached the limit are tokenised again, in full."""
-        at_limit = [i for i, x in enumerate(ids) if len(x["input_ids"]) >= self.max_length]
-        if not at_limit:
-            return []
-        firsts = [inputs[i] if isinstance(inputs[i], str) else inputs[i][0] for i in at_limit]
-        full = [len(self.tokenizer(f, None if isinstance(inputs[i], str) else inputs[i][1], truncation=False)["input_ids"])
-                for i, f in zip(at_limit, firsts)]
-        return [i for i, n in zip(at_limit, full) if n > self.max_length]
+    def collate(self, ids: Sequence[TokenIds]) -> dict[str, np.ndarray]:
+        """A batch of :meth:`token_ids` padded to its own longest input: name -> int64 array ``(B, T)``."""
+        return tokenization.collate(self.tokenizer, ids)
 
     # -- prediction -----------------------------------------------------------------------------------------------
 
@@ -184,8 +144,8 @@ class TextClassifier:
         if not inputs:
             return np.zeros((0, len(self.id2label)), dtype=np.float32)
         t0 = time.perf_counter()
-        ids = self._token_ids(inputs)  # tokenised once; batches are only padded
-        cut = self._count_cut(inputs, ids)
+        ids = self.token_ids(inputs)  # tokenised once; batches are only padded
+        cut = self.truncated(inputs, ids)
         if seconds is not None:
             seconds += (time.perf_counter() - t0) / len(inputs)
         if cut:
@@ -193,25 +153,10 @@ class TextClassifier:
                 raise FastFormersError(f"{len(cut)} input(s) exceed {self.max_length} tokens (first: index {cut[0]}); "
                                        "shorten them or set long_inputs='truncate'.")
             logger.warning("%d input(s) longer than %d tokens were truncated.", len(cut), self.max_length)
-        lengths = [len(x["input_ids"]) for x in ids]
-        bs = self.config.batch_size
-        order = np.argsort(lengths, kind="stable") if self.config.sort_by_length and bs > 1 else np.arange(len(inputs))
         out = np.empty((len(inputs), len(self.id2label)), dtype=np.float32)
-        for start in range(0, len(order), bs):
-            idx = order[start:start + bs]
+        for idx in length_buckets([len(x["input_ids"]) for x in ids], self.config.batch_size, self.config.sort_by_length):
             t0 = time.perf_counter()
             out[idx] = self.runner(self.collate([ids[i] for i in idx]))
             if seconds is not None:
                 seconds[idx] += (time.perf_counter() - t0) / len(idx)
         return out
-
-    def predict_proba(self, inputs) -> np.ndarray:
-        logits = self.predict_logits(inputs)
-        z = np.exp(logits - logits.max(-1, keepdims=True))
-        return z / z.sum(-1, keepdims=True)  # (N, C) softmax
-
-    def predict(self, inputs) -> list[dict[str, Any]]:
-        """``[{"label": str, "label_id": int, "score": float}]`` per input, in order."""
-        probs = self.predict_proba(inputs)
-        ids = probs.argmax(-1)
-        return [{"label": self.id2label[int(i)], "label_id": int(i), "score": float(p[i])} for i, p in zip(ids, probs)]

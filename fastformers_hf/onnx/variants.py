@@ -22,97 +22,17 @@ from ..utils.io import atomic_output_dir, check_output_dir, read_json, work_dir_
 from .config import SESSION_DISABLED_OPTIMIZERS, SESSION_FILE, STEPS, VARIANTS, VariantChoiceConfig, is_quantized
 from ..inference.runners import ort_runner, pytorch_runner  # noqa: F401 (re-exported for the benchmarks)
 from ..utils.model_folder import load_pytorch_model, load_tokenizer
-from .export import export_onnx, inference_session, model_size_bytes, optimize_onnx, quantize_onnx, record_step
+from .examples import eval_examples, random_examples
+from .export import export_onnx, optimize_onnx
+from .graph import inference_session, model_size_bytes, record_step
+from .quantize import quantize_onnx
 from ..measurements import machine_text
 from ..utils.timing import time_interleaved
 
 REPORT_FILE = "onnx_variants.json"
 REPORT_MD = "onnx_variants.md"
 
-Features = dict  # input name -> int64 array of shape (1, T): one example at batch 1
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Data: the eval set (or a random sample) as batch-1 inputs
-
-
-def guess_text_fields(dataset) -> tuple[str, ...]:
-    """Text columns of a dataset: those of a known task (sentence; question+passage; ...), else ``text``."""
-    from ..tasks.data import TASKS
-
-    columns = dataset.column_names
-    for spec in TASKS.values():
-        if all(f in columns for f in spec.text_fields):
-            return spec.text_fields
-    for name in ("text", "sentence", "content"):
-        if name in columns:
-            return (name,)
-    raise FastFormersError(f"cannot tell which columns hold the text (columns: {columns}); pass text_fields=(...).")
-
-
-def _label_column(dataset) -> str | None:
-    return next((c for c in ("label", "labels") if c in dataset.column_names), None)
-
-
-def eval_examples(eval_dataset, tokenizer, config: VariantChoiceConfig, label2id: Mapping[str, int] | None = None,
-                  name: str | None = None):
-    """``(features, labels or None, description)`` from a Dataset/DatasetDict/list of texts, one example each."""
-    from datasets import Dataset, DatasetDict
-
-    from ..tasks.data import dataset_name
-
-    if isinstance(eval_dataset, DatasetDict):
-        split = next((s for s in ("validation", "test", "train") if s in eval_dataset), None)
-        if split is None:
-            raise FastFormersError(f"the eval DatasetDict has no validation/test split (it has {list(eval_dataset)}).")
-        eval_dataset = eval_dataset[split]
-    if isinstance(eval_dataset, (list, tuple)):
-        eval_dataset = Dataset.from_dict({"text": list(eval_dataset)})
-    if not isinstance(eval_dataset, Dataset):
-        raise FastFormersError(f"eval_dataset must be a datasets.Dataset, a DatasetDict or a list of texts, "
-                               f"got {type(eval_dataset).__name__}.")
-    if len(eval_dataset) == 0:
-        raise FastFormersError("eval_dataset is empty; pass at least a few labelled examples.")
-    if config.max_eval_samples is not None:
-        eval_dataset = eval_dataset.select(range(min(config.max_eval_samples, len(eval_dataset))))
-    label_col = _label_column(eval_dataset)
-    labels = None
-    if label_col is not None:
-        raw = list(eval_dataset[label_col])
-        if raw and isinstance(raw[0], str):
-            if not label2id or any(r not in label2id for r in raw):
-                raise FastFormersError(
-                    f"eval labels {sorted(set(raw))[:5]} are not the model's labels {list(label2id or {})}.")
-            raw = [label2id[r] for r in raw]
-        labels = np.asarray(raw, dtype=np.int64)
-    if "input_ids" in eval_dataset.column_names:
-        features = [{k: np.asarray([row[k]], dtype=np.int64) for k in ("input_ids", "attention_mask", "token_type_ids")
-                     if k in row} for row in eval_dataset]
-    else:
-        fields = tuple(config.text_fields or guess_text_fields(eval_dataset))
-        missing = [f for f in fields if f not in eval_dataset.column_names]
-        if missing:
-            raise FastFormersError(f"eval_dataset has no column {missing} (it has {eval_dataset.column_names}).")
-        features = [dict(tokenizer(*[row[f] for f in fields], truncation=True, max_length=config.max_length,
-                                   return_tensors="np")) for row in eval_dataset]
-        features = [{k: v.astype(np.int64) for k, v in f.items()} for f in features]
-    name = name or dataset_name(eval_dataset, "eval_dataset")
-    return features, labels, f"{name} ({len(features)} examples{'' if labels is not None else ', no labels'})"
-
-
-def random_examples(tokenizer, n: int, max_length: int, seed: int = 0) -> list[Features]:
-    """``n`` inputs of random vocabulary tokens and random lengths in [8, max_length], for use without eval data."""
-    rng = np.random.default_rng(seed)
-    special = set(tokenizer.all_special_ids)
-    vocab = np.array([i for i in range(len(tokenizer)) if i not in special], dtype=np.int64)
-    out = []
-    for length in rng.integers(8, max(9, max_length - 1), size=n):
-        text_ids = rng.choice(vocab, size=int(length) - 2).tolist()
-        ids = tokenizer.build_inputs_with_special_tokens(text_ids)
-        out.append({"input_ids": np.asarray([ids], dtype=np.int64),
-                    "attention_mask": np.ones((1, len(ids)), dtype=np.int64),
-                    "token_type_ids": np.zeros((1, len(ids)), dtype=np.int64)})
-    return out
+from ..inference.runners import Features  # noqa: E402  (batch 1 here: arrays of shape (1, T))
 
 
 def run_all(runner, features: list[Features]) -> np.ndarray:

@@ -130,7 +130,7 @@ class CompressPipeline:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         from ..tasks.data import get_task, load_task_data, tokenize
-        from ..pruning.structured import held_out_split
+        from ..pruning import held_out_split
 
         claim_output_dir(self.out, "compress", [c.model_name_or_path, c.data], c.overwrite_output_dir)
         torch.set_num_threads(max(1, c.threads))
@@ -253,7 +253,7 @@ class CompressPipeline:
 
     def _prune(self, tmp: Path, student_dir: Path, scoring) -> dict:
         from ..utils.model_folder import load_pytorch_model
-        from ..pruning.structured import prune, scoring_dataloader
+        from ..pruning import prune, scoring_dataloader
 
         c = self.config
         model = load_pytorch_model(student_dir)

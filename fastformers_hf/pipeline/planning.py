@@ -30,7 +30,7 @@ class ShapeTiming:
 
 def random_model(config, num_layers: int, heads: int, ffn: int, seed: int = 0):
     """A randomly initialised classifier of the given shape (heads removed physically, as pruning would)."""
-    from ..pruning.structured import prune
+    from ..pruning import prune
 
     spec = get_spec(config)
     config = copy.deepcopy(config)

@@ -13,7 +13,8 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from ..errors import FastFormersError
-from .multi_instance import MultiInstanceClassifier, RuntimeConfig, physical_cores, plan_instances
+from .cores import physical_cores, plan_instances
+from .multi_instance import MultiInstanceClassifier, RuntimeConfig
 from ..utils.timing import DISTURBED_ABOVE_CORES, LoadMonitor, time_interleaved
 
 

@@ -1,19 +1,17 @@
-"""Serving runtime: dynamic-length batches, length bucketing, and multi-instance inference on pinned cores.
+"""The multi-instance server: :class:`MultiInstanceClassifier` and its settings, :class:`RuntimeConfig`.
 
 FastFormers §4.3 serves on CPU with several independent model instances, each pinned to its own cores with a
-fixed, small intra-op thread count: one instance with all cores spends much of its time synchronising threads
-inside each operator, while instances of one thread each never wait on one another (measured here: two pinned
-1-thread instances gave 1.89x one instance on 2 cores).
+fixed, small intra-op thread count (measured here: two pinned 1-thread instances gave 1.89x one instance on 2
+cores). :class:`MultiInstanceClassifier` starts ``num_instances`` worker processes once (``spawn`` context: torch
+and ``fork`` do not mix), pins each to its own physical cores, builds a
+:class:`~fastformers_hf.inference.classifier.TextClassifier` in each from a model directory (PyTorch or ONNX
+Runtime), and spreads requests across them. A worker that dies is reported (``crashes``) and replaced; its
+unanswered requests go to the other workers, so none is lost.
 
-* :func:`length_buckets` groups inputs of similar token length into batches, each padded only to its own longest
-  input; results always come back in the caller's order.
-* :class:`MultiInstanceClassifier` starts ``num_instances`` worker processes once (``spawn`` context: torch and
-  ``fork`` do not mix), pins each to its own physical cores (``os.sched_setaffinity``), builds a
-  :class:`~fastformers_hf.inference.classifier.TextClassifier` in each from a model directory (PyTorch or ONNX Runtime), and
-  spreads requests across them. A worker that dies is reported (``crashes``) and replaced; its unanswered requests
-  go to the other workers, so none is lost.
-* :func:`~fastformers_hf.serving.layout_search.tune` measures candidate (instances, threads, batch size) settings on a sample of the user's data and
-  picks the highest throughput, optionally under a latency bound.
+The parts: :mod:`~fastformers_hf.serving.cores` (which cores each instance gets),
+:mod:`~fastformers_hf.serving.batching` (length buckets), :mod:`~fastformers_hf.serving.worker` (the worker
+process) and :mod:`~fastformers_hf.serving.layout_search` (:func:`~fastformers_hf.serving.layout_search.tune`:
+which instances x threads x batch size is fastest on the user's data).
 """
 from __future__ import annotations
 
@@ -21,101 +19,25 @@ import logging
 import math
 import os
 import time
-import traceback
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional
 
 import numpy as np
 
 from ..errors import FastFormersError
 from ..inference.inputs import validate_inputs
+from ..inference.predictor import Predictor
+from ..inference.tokenization import token_lengths
+from .batching import length_buckets
+from .cores import OVERSUBSCRIBE_POLICIES, plan_instances
+from .worker import WorkerHandle, start_worker
 
 logger = logging.getLogger(__name__)
 
-OVERSUBSCRIBE_POLICIES = ("error", "clamp")
 EMPTY_INPUT_POLICIES = ("predict", "error")
 START_METHODS = ("spawn", "forkserver")
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Cores and batches
-
-
-def physical_cores() -> list[list[int]]:
-    """Logical CPUs this process may run on, grouped by physical core (hyper-thread siblings together).
-
-    Reads ``/sys/devices/system/cpu/cpuN/topology``; where it is missing each logical CPU counts as a core.
-    """
-    groups: dict[Any, list[int]] = {}
-    for cpu in sorted(os.sched_getaffinity(0)):
-        topo = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
-        try:
-            key = ((topo / "physical_package_id").read_text().strip(), (topo / "core_id").read_text().strip())
-        except OSError:
-            key = ("cpu", cpu)
-        groups.setdefault(key, []).append(cpu)
-    return list(groups.values())
-
-
-@dataclass
-class InstancePlan:
-    """How many workers run, with how many threads each, on which logical CPUs."""
-
-    num_instances: int
-    threads_per_instance: int
-    cpus: list[list[int]]  # per worker: the logical CPUs it is pinned to (one per physical core it owns)
-    physical_cores: int
-    note: str = ""
-
-
-def plan_instances(num_instances: Optional[int], threads_per_instance: int = 1, oversubscribe: str = "error",
-                   cores: Optional[list[list[int]]] = None) -> InstancePlan:
-    """Give each instance ``threads_per_instance`` physical cores of its own.
-
-    ``num_instances=None`` fills the machine (cores // threads). More threads in total than physical cores is
-    refused (``oversubscribe="error"``, the default) or reduced (``"clamp"``: fewer threads per instance first,
-    then fewer instances), with a warning that says what was changed.
-    """
-    cores = physical_cores() if cores is None else cores
-    n_cores = len(cores)
-    if threads_per_instance < 1:
-        raise FastFormersError(f"threads_per_instance must be >= 1, got {threads_per_instance}.")
-    if num_instances is not None and num_instances < 1:
-        raise FastFormersError(f"num_instances must be >= 1, got {num_instances}.")
-    if oversubscribe not in OVERSUBSCRIBE_POLICIES:
-        raise FastFormersError(f"oversubscribe must be one of {OVERSUBSCRIBE_POLICIES}, got {oversubscribe!r}.")
-    threads = threads_per_instance
-    instances = num_instances if num_instances is not None else max(1, n_cores // threads)
-    note = ""
-    if instances * threads > n_cores:
-        msg = (f"{instances} instance(s) x {threads} thread(s) = {instances * threads} threads, but this process "
-               f"may use {n_cores} physical core(s)")
-        if oversubscribe == "error":
-            raise FastFormersError(f"{msg}; threads would compete for cores and every instance would slow down. Use "
-                                   f"at most {n_cores} instance(s) x threads in total (e.g. num_instances="
-                                   f"{max(1, n_cores // threads)}), or oversubscribe='clamp' to reduce it.")
-        threads = max(1, min(threads, n_cores // instances))
-        instances = min(instances, max(1, n_cores // threads))
-        note = f"{msg}; clamped to {instances} instance(s) x {threads} thread(s)."
-        logger.warning(note)
-    cpus = [[cores[i * threads + j][0] for j in range(threads)] for i in range(instances)]
-    return InstancePlan(instances, threads, cpus, n_cores, note)
-
-
-def length_buckets(lengths: Sequence[int], batch_size: int, sort_by_length: bool = True) -> list[np.ndarray]:
-    """Indices of each batch. With ``sort_by_length`` (and ``batch_size > 1``) inputs of similar length share a
-    batch, so padding each batch to its own longest input wastes little; otherwise batches follow input order."""
-    if batch_size < 1:
-        raise FastFormersError(f"batch_size must be >= 1, got {batch_size}.")
-    order = (np.argsort(np.asarray(lengths), kind="stable") if sort_by_length and batch_size > 1
-             else np.arange(len(lengths)))
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Config
 
 
 @dataclass
@@ -161,85 +83,9 @@ class RuntimeConfig:
             raise FastFormersError(f"backend must be auto, onnx or pytorch, got {self.backend!r}.")
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Worker process
-
-
-def _worker_main(conn, spec: dict) -> None:
-    """Body of one worker: pin, load a TextClassifier, then answer ``(chunk_id, batches)`` messages until told to
-    stop (``None``) or the parent goes away. Replies ``("result", chunk_id, logits, seconds, shapes)``."""
-    threads = spec["threads"]
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(threads)
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # no spinning threads stealing a neighbour's core
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    try:
-        if spec["cpus"]:
-            os.sched_setaffinity(0, spec["cpus"])
-        from ..inference.classifier import InferenceConfig, TextClassifier
-
-        # The parent already checked lengths and applied the long-input policy; workers truncate silently.
-        logging.getLogger("fastformers_hf.inference.classifier").setLevel(logging.ERROR)
-        clf = TextClassifier.from_pretrained(spec["model_dir"], backend=spec["backend"], config=InferenceConfig(
-            threads=threads, max_length=spec["max_length"], long_inputs="truncate", sort_by_length=False))
-        conn.send(("ready", os.getpid(), clf.backend))
-    except Exception:  # report why, so the parent can say it instead of waiting
-        conn.send(("failed", os.getpid(), traceback.format_exc()))
-        return
-    while True:
-        try:
-            msg = conn.recv()
-        except (EOFError, OSError):
-            return
-        if msg is None:
-            return
-        chunk_id, batches = msg
-        try:
-            start = time.perf_counter()
-            flat = [x for batch in batches for x in batch]
-            ids = clf._token_ids(flat)  # one tokenizer call per message: less per-call overhead than one per batch
-            truncated = len(clf._count_cut(flat, ids))  # for the parent's warning; re-tokenises only inputs at the limit
-            tokenise_s = (time.perf_counter() - start) / len(flat)
-            out, seconds, shapes, real, pos = [], [], [], 0, 0
-            for batch in batches:
-                start = time.perf_counter()
-                features = clf.collate(ids[pos:pos + len(batch)])  # padded to the batch's own longest input
-                out.append(clf.runner(features))  # (B, C)
-                seconds.append(time.perf_counter() - start + tokenise_s * len(batch))
-                shapes.append(tuple(features["input_ids"].shape))
-                real += int(features["attention_mask"].sum())
-                pos += len(batch)
-            conn.send(("result", chunk_id, np.concatenate(out).astype(np.float32), seconds, shapes, real, truncated))
-        except Exception:
-            conn.send(("error", chunk_id, traceback.format_exc()))
-
-
-def _token_lengths(tokenizer, inputs: Sequence) -> np.ndarray:
-    """Untruncated token count of each input (a text or a (text, text) pair; all of one kind)."""
-    if not inputs:
-        return np.zeros(0, dtype=np.int64)
-    enc = (tokenizer(list(inputs), truncation=False) if isinstance(inputs[0], str) else
-           tokenizer([a for a, _ in inputs], [b for _, b in inputs], truncation=False))
-    return np.array([len(ids) for ids in enc["input_ids"]], dtype=np.int64)
-
-
-@dataclass
-class _Worker:
-    index: int
-    cpus: list[int]
-    process: Any
-    conn: Any
-    ready: bool = False
-    pid: Optional[int] = None
-    inflight: dict[int, float] = field(default_factory=dict)  # chunk id -> time sent
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# The multi-instance classifier
-
-
-class MultiInstanceClassifier:
-    """``predict(texts)`` spread over pinned worker processes, each running its own copy of the model.
+class MultiInstanceClassifier(Predictor):
+    """``predict_logits(texts)`` spread over pinned worker processes, each running its own copy of the model;
+    ``predict_proba`` / ``predict`` (same arguments) are :class:`~fastformers_hf.inference.predictor.Predictor`'s.
 
     ``model_dir`` is a directory a :class:`~fastformers_hf.inference.classifier.TextClassifier` loads (PyTorch weights or an
     ONNX graph with its tokenizer and config). Workers start once, here, and are reused by every call; use the
@@ -251,7 +97,7 @@ class MultiInstanceClassifier:
     * empty or blank strings are predicted like any input (``empty_inputs="predict"``) or refused (``"error"``);
     * inputs longer than ``max_length`` tokens are truncated with one warning per call (``long_inputs="truncate"``)
       or refused (``"error"``);
-    * more threads than physical cores is refused or clamped (``oversubscribe``), see :func:`plan_instances`.
+    * more threads than physical cores is refused or clamped (``oversubscribe``), see :func:`~fastformers_hf.serving.cores.plan_instances`.
 
     A worker that dies (killed, out of memory, a crash in native code) is logged, recorded in ``crashes`` and
     replaced on the same cores; the requests it held are sent again. A request that was in flight on
@@ -283,7 +129,7 @@ class MultiInstanceClassifier:
         self.stats: dict[str, Any] = {}
         self._next_chunk = 0
         self._closed = False
-        self._workers: list[_Worker] = []
+        self._workers: list[WorkerHandle] = []
         try:
             self._workers = [self._start_worker(i) for i in range(self.plan.num_instances)]
             self._wait_ready()
@@ -294,16 +140,10 @@ class MultiInstanceClassifier:
 
     # -- workers --------------------------------------------------------------------------------------------------
 
-    def _start_worker(self, index: int) -> _Worker:
-        cpus = self.plan.cpus[index] if self.config.pin_cores else []
+    def _start_worker(self, index: int) -> WorkerHandle:
         spec = {"model_dir": str(self.model_dir), "backend": self.config.backend, "threads": self.plan.threads_per_instance,
-                "cpus": cpus, "max_length": self.max_length}
-        parent_conn, child_conn = self._ctx.Pipe(duplex=True)
-        process = self._ctx.Process(target=_worker_main, args=(child_conn, spec), daemon=True,
-                                    name=f"fastformers-worker-{index}")
-        process.start()
-        child_conn.close()
-        return _Worker(index, cpus, process, parent_conn)
+                "cpus": self.plan.cpus[index] if self.config.pin_cores else [], "max_length": self.max_length}
+        return start_worker(self._ctx, index, spec)
 
     def wait_until_ready(self) -> None:
         """Block until every worker (including a replacement still loading the model) can take requests."""
@@ -323,7 +163,7 @@ class MultiInstanceClassifier:
                 worker = next(w for w in waiting if obj in (w.conn, w.process.sentinel))
                 self._handle_startup(worker)
 
-    def _handle_startup(self, worker: _Worker) -> None:
+    def _handle_startup(self, worker: WorkerHandle) -> None:
         try:
             kind, pid, payload = worker.conn.recv()
         except (EOFError, OSError):
@@ -334,7 +174,7 @@ class MultiInstanceClassifier:
             raise FastFormersError(f"worker {worker.index} could not load {self.model_dir}:\n{payload}")
         worker.ready, worker.pid, self._backend = True, pid, payload
 
-    def _replace(self, worker: _Worker, pending: deque, chunks: dict, attempts: dict) -> None:
+    def _replace(self, worker: WorkerHandle, pending: deque, chunks: dict, attempts: dict) -> None:
         """Record a dead worker, requeue what it held (front of the queue), start its replacement."""
         worker.process.join(timeout=5)
         code = worker.process.exitcode
@@ -378,9 +218,7 @@ class MultiInstanceClassifier:
         groups = [g for g in (np.flatnonzero(~is_pair), np.flatnonzero(is_pair)) if len(g)]
         if not need_lengths:
             return inputs, None, groups
-        lengths = np.zeros(len(inputs), dtype=np.int64)
-        for g in groups:
-            lengths[g] = _token_lengths(self.tokenizer, [inputs[i] for i in g])
+        lengths = token_lengths(self.tokenizer, inputs)
         too_long = np.flatnonzero(lengths > self.max_length)
         if len(too_long) and self.config.long_inputs == "error":
             raise FastFormersError(f"{len(too_long)} input(s) exceed {self.max_length} tokens (first: index "
@@ -476,17 +314,6 @@ class MultiInstanceClassifier:
                       "batch_ms": [1e3 * s for s in batch_seconds], "real_tokens": real, "padded_tokens": padded, "truncated": truncated}
         return out
 
-    def predict_proba(self, inputs, batch_size: int | None = None, progress=None) -> np.ndarray:
-        logits = self.predict_logits(inputs, batch_size, progress)
-        z = np.exp(logits - logits.max(-1, keepdims=True))
-        return z / z.sum(-1, keepdims=True)  # (N, C) softmax
-
-    def predict(self, inputs, batch_size: int | None = None, progress=None) -> list[dict[str, Any]]:
-        """``[{"label": str, "label_id": int, "score": float}]`` per input, in order."""
-        probs = self.predict_proba(inputs, batch_size, progress)
-        ids = probs.argmax(-1)
-        return [{"label": self.id2label[int(i)], "label_id": int(i), "score": float(p[i])} for i, p in zip(ids, probs)]
-
     # -- lifecycle ------------------------------------------------------------------------------------------------
 
     @property
@@ -524,11 +351,3 @@ class MultiInstanceClassifier:
             self.close()
         except Exception:
             pass
-
-
-def _inference_config(config: RuntimeConfig):
-    from ..inference.classifier import InferenceConfig
-
-    return InferenceConfig(batch_size=config.batch_size, max_length=config.max_length,
-                           sort_by_length=config.sort_by_length, long_inputs=config.long_inputs,
-                           threads=config.threads_per_instance)

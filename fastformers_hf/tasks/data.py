@@ -147,3 +147,15 @@ def tokenize(dataset, tokenizer, text_fields=("sentence",), label_field: str | N
     if isinstance(dataset, DatasetDict):
         return DatasetDict({name: one(ds) for name, ds in dataset.items()})
     return one(dataset)
+
+
+def guess_text_fields(dataset) -> tuple[str, ...]:
+    """Text columns of a dataset: those of a known task (sentence; question+passage; ...), else ``text``."""
+    columns = dataset.column_names
+    for spec in TASKS.values():
+        if all(f in columns for f in spec.text_fields):
+            return spec.text_fields
+    for name in ("text", "sentence", "content"):
+        if name in columns:
+            return (name,)
+    raise FastFormersError(f"cannot tell which columns hold the text (columns: {columns}); pass text_fields=(...).")

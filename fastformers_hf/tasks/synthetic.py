@@ -3,10 +3,11 @@
 Sentences mix positive and negative words, negation ("not good") and contrast ("good acting but a dull plot",
 where the clause after "but" decides), so a model has to read more than one word to be right.
 
-``hard=True`` mixes in (``HARD_SHARE`` of the sentences) constructions where the deciding clause is not simply the last one or the words' majority:
-double negation ("it is not true that the plot was not dull"), concessive clauses in both orders ("although the
-cast was charming , the script was weak" / "the script was weak , although the cast was charming": the main clause
-decides), three-clause contrasts ("A and B but C") and the negators "never" and "hardly". ``label_noise`` flips a
+``hard=True`` mixes in (``HARD_SHARE`` of the sentences) constructions where the deciding clause is neither simply
+the last one nor the words' majority: double negation ("it is not true that the plot was not dull"), concessive
+clauses in both orders ("although the cast was charming , the script was weak" / "the script was weak , although the
+cast was charming": the main clause decides), three-clause contrasts ("A and B but C") and the negators "never" and
+"hardly". ``label_noise`` flips a
 stated share of the labels (exactly ``round(label_noise * n)`` per split, chosen with their own seeded generator, so
 the sentences are those of the noise-free call): no model can score above ``1 - label_noise`` on the validation split
 but by chance, so the ceiling is known. Everything is seeded: the same arguments give the same data.

@@ -58,7 +58,7 @@ def load_pytorch_model(model_dir: str | os.PathLike):
     try:
         if len(set(compression_record(model_dir).get("ffn_width_per_layer") or [])) > 1:
             # Per-layer FFN widths: no transformers config can describe them; the pruning module rebuilds the model.
-            from ..pruning.structured import load_pruned
+            from ..pruning import load_pruned
 
             return load_pruned(model_dir).eval()
         return AutoModelForSequenceClassification.from_pretrained(model_dir).eval()

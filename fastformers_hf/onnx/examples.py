@@ -1,0 +1,79 @@
+"""The inputs the variant choice checks and times: the user's eval set (tokenised one example at a time, batch 1)
+or, without one, a random-token sample of the model's vocabulary."""
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+from ..errors import FastFormersError
+from ..inference.runners import Features
+from ..tasks.data import guess_text_fields
+from .config import VariantChoiceConfig
+
+
+
+
+def label_column(dataset) -> str | None:
+    return next((c for c in ("label", "labels") if c in dataset.column_names), None)
+
+
+def eval_examples(eval_dataset, tokenizer, config: VariantChoiceConfig, label2id: Mapping[str, int] | None = None,
+                  name: str | None = None):
+    """``(features, labels or None, description)`` from a Dataset/DatasetDict/list of texts, one example each."""
+    from datasets import Dataset, DatasetDict
+
+    from ..tasks.data import dataset_name
+
+    if isinstance(eval_dataset, DatasetDict):
+        split = next((s for s in ("validation", "test", "train") if s in eval_dataset), None)
+        if split is None:
+            raise FastFormersError(f"the eval DatasetDict has no validation/test split (it has {list(eval_dataset)}).")
+        eval_dataset = eval_dataset[split]
+    if isinstance(eval_dataset, (list, tuple)):
+        eval_dataset = Dataset.from_dict({"text": list(eval_dataset)})
+    if not isinstance(eval_dataset, Dataset):
+        raise FastFormersError(f"eval_dataset must be a datasets.Dataset, a DatasetDict or a list of texts, "
+                               f"got {type(eval_dataset).__name__}.")
+    if len(eval_dataset) == 0:
+        raise FastFormersError("eval_dataset is empty; pass at least a few labelled examples.")
+    if config.max_eval_samples is not None:
+        eval_dataset = eval_dataset.select(range(min(config.max_eval_samples, len(eval_dataset))))
+    label_col = label_column(eval_dataset)
+    labels = None
+    if label_col is not None:
+        raw = list(eval_dataset[label_col])
+        if raw and isinstance(raw[0], str):
+            if not label2id or any(r not in label2id for r in raw):
+                raise FastFormersError(
+                    f"eval labels {sorted(set(raw))[:5]} are not the model's labels {list(label2id or {})}.")
+            raw = [label2id[r] for r in raw]
+        labels = np.asarray(raw, dtype=np.int64)
+    if "input_ids" in eval_dataset.column_names:
+        features = [{k: np.asarray([row[k]], dtype=np.int64) for k in ("input_ids", "attention_mask", "token_type_ids")
+                     if k in row} for row in eval_dataset]
+    else:
+        fields = tuple(config.text_fields or guess_text_fields(eval_dataset))
+        missing = [f for f in fields if f not in eval_dataset.column_names]
+        if missing:
+            raise FastFormersError(f"eval_dataset has no column {missing} (it has {eval_dataset.column_names}).")
+        features = [dict(tokenizer(*[row[f] for f in fields], truncation=True, max_length=config.max_length,
+                                   return_tensors="np")) for row in eval_dataset]
+        features = [{k: v.astype(np.int64) for k, v in f.items()} for f in features]
+    name = name or dataset_name(eval_dataset, "eval_dataset")
+    return features, labels, f"{name} ({len(features)} examples{'' if labels is not None else ', no labels'})"
+
+
+def random_examples(tokenizer, n: int, max_length: int, seed: int = 0) -> list[Features]:
+    """``n`` inputs of random vocabulary tokens and random lengths in [8, max_length], for use without eval data."""
+    rng = np.random.default_rng(seed)
+    special = set(tokenizer.all_special_ids)
+    vocab = np.array([i for i in range(len(tokenizer)) if i not in special], dtype=np.int64)
+    out = []
+    for length in rng.integers(8, max(9, max_length - 1), size=n):
+        text_ids = rng.choice(vocab, size=int(length) - 2).tolist()
+        ids = tokenizer.build_inputs_with_special_tokens(text_ids)
+        out.append({"input_ids": np.asarray([ids], dtype=np.int64),
+                    "attention_mask": np.ones((1, len(ids)), dtype=np.int64),
+                    "token_type_ids": np.zeros((1, len(ids)), dtype=np.int64)})
+    return out
