@@ -13,10 +13,22 @@ from ..errors import FastFormersError
 
 @dataclass(frozen=True)
 class TaskSpec:
+    """A named task: its text columns, labels, metric, kind of head (:data:`~fastformers_hf.tasks.kinds.KINDS`) and,
+    for formats that are not GLUE-style tables, the loader (``"module:function"`` under ``fastformers_hf.tasks``,
+    called with the data path, returning ``train``/``validation`` splits). Empty ``label_names``: from the data."""
+
     text_fields: tuple[str, ...]
     label_names: tuple[str, ...]
     label_field: str = "label"
     metric: str = "accuracy"
+    kind: str = "sequence_classification"
+    loader: str | None = None
+
+    def load(self, path):
+        import importlib
+
+        module, function = self.loader.split(":")
+        return getattr(importlib.import_module(f"fastformers_hf.tasks.{module}"), function)(path)
 
     def inputs(self, split) -> list:
         """The split's model inputs in order: texts, or (text, text) pairs for two-text tasks."""
@@ -30,6 +42,12 @@ TASKS: dict[str, TaskSpec] = {
     "boolq": TaskSpec(("question", "passage"), ("False", "True")),
     "mrpc": TaskSpec(("sentence1", "sentence2"), ("not_equivalent", "equivalent"), metric="f1"),
     "cola": TaskSpec(("sentence",), ("unacceptable", "acceptable"), metric="matthews_correlation"),
+    # SQuAD v1.1 JSON (or Hub `squad` columns in JSON lines): extractive question answering.
+    "squad": TaskSpec(("question", "context"), (), label_field="answers", metric="squad_f1",
+                      kind="question_answering", loader="squad:load_squad"),
+    # CoNLL-2003 column files (NER tag in the last column, IOB2) or Hub-style `tokens`/`ner_tags` JSON lines.
+    "conll2003": TaskSpec(("tokens",), (), label_field="ner_tags", metric="entity_f1",
+                          kind="token_classification", loader="conll:load_conll"),
 }
 
 # GLUE file names for each split, in the order we look for them.
@@ -94,7 +112,10 @@ def load_task_data(data: str | os.PathLike, task: str | None = None, max_train_s
     ``datasets.load_dataset(data, task)`` (which needs the network or a local cache).
     """
     path = Path(data)
-    if path.is_dir():
+    spec = TASKS.get(task) if task else None
+    if spec is not None and spec.loader and path.exists():
+        dsd = spec.load(path)
+    elif path.is_dir():
         splits = {}
         for split, stems in _SPLIT_FILES.items():
             for stem in stems:

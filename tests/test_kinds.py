@@ -1,0 +1,43 @@
+"""The table of task kinds: every kind names real transformers / Optimum classes, and kind_of reads a model's kind."""
+from __future__ import annotations
+
+import pytest
+import transformers
+
+from fastformers_hf.errors import FastFormersError
+from fastformers_hf.tasks.kinds import KINDS, get_kind, kind_of
+from fastformers_hf.testing import tiny_config
+
+
+@pytest.mark.parametrize("name", KINDS)
+def test_every_kind_names_classes_that_exist(name):
+    kind = KINDS[name]
+    assert kind.name == name and kind.model_class() is getattr(transformers, kind.auto_model)
+    assert kind.ort_class().__name__ == kind.ort_model
+    from optimum.exporters.tasks import TasksManager
+
+    assert kind.export_task in TasksManager.get_supported_tasks_for_model_type("bert", "onnx",
+                                                                               library_name="transformers")
+
+
+@pytest.mark.parametrize("auto, num_labels, expected", [
+    ("AutoModelForSequenceClassification", 2, "sequence_classification"),
+    ("AutoModelForSequenceClassification", 1, "regression"),
+    ("AutoModelForTokenClassification", 9, "token_classification"),
+    ("AutoModelForQuestionAnswering", 2, "question_answering"),
+    ("AutoModelForMultipleChoice", 2, "multiple_choice"),
+])
+def test_kind_of_a_model_and_of_its_saved_config(auto, num_labels, expected, tmp_path):
+    model = getattr(transformers, auto).from_config(tiny_config("bert", num_labels=num_labels))
+    assert kind_of(model).name == expected
+    model.save_pretrained(tmp_path)
+    import json
+
+    assert kind_of(json.loads((tmp_path / "config.json").read_text())).name == expected
+
+
+def test_unknown_kinds_and_heads_are_refused():
+    with pytest.raises(FastFormersError, match="unknown task kind 'summarization'"):
+        get_kind("summarization")
+    with pytest.raises(FastFormersError, match="BertForMaskedLM is not a head"):
+        kind_of({"architectures": ["BertForMaskedLM"]})
