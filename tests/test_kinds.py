@@ -41,3 +41,30 @@ def test_unknown_kinds_and_heads_are_refused():
         get_kind("summarization")
     with pytest.raises(FastFormersError, match="BertForMaskedLM is not a head"):
         kind_of({"architectures": ["BertForMaskedLM"]})
+
+
+@pytest.mark.parametrize("name", ["sequence_classification", "token_classification", "question_answering"])
+def test_a_saved_model_of_each_kind_loads_and_exports_with_its_head(name, tmp_path):
+    import numpy as np
+    import torch
+
+    from fastformers_hf import export_onnx, load_ort_model
+    from fastformers_hf.testing import tiny_tokenizer
+    from fastformers_hf.utils.model_folder import load_pytorch_model
+
+    kind = KINDS[name]
+    torch.manual_seed(0)
+    kind.model_class().from_config(tiny_config("bert")).save_pretrained(tmp_path / "model")
+    tokenizer = tiny_tokenizer()
+    tokenizer.save_pretrained(tmp_path / "model")
+    model = load_pytorch_model(tmp_path / "model")
+    assert type(model).__name__.endswith(kind.architecture_suffix)
+    export_onnx(tmp_path / "model", tmp_path / "onnx")
+    ort = load_ort_model(tmp_path / "onnx")
+    assert type(ort).__name__ == kind.ort_model
+    batch = tokenizer(["the film was good", "the plot"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        expected = model(**batch)
+    got = ort(**batch)
+    for output in kind.outputs:
+        np.testing.assert_allclose(getattr(got, output).numpy(), getattr(expected, output).numpy(), atol=1e-4)

@@ -18,6 +18,7 @@ from ..errors import FastFormersError
 from ..utils.io import atomic_output_dir, check_output_dir
 from ..utils.model_folder import check_model_folder, check_onnx_dir, load_pytorch_model, load_tokenizer
 from .config import OPTIMIZATION_LEVELS
+from ..tasks.kinds import kind_of
 from .graph import ONNX_FILE, copy_companions, optimum_classes, record_step
 
 
@@ -27,17 +28,17 @@ from .graph import ONNX_FILE, copy_companions, optimum_classes, record_step
 
 
 
-def _check_export_supported(model_type: str | None) -> None:
+def _check_export_supported(model_type: str | None, export_task: str) -> None:
     tasks_manager = optimum_classes()["TasksManager"]
     try:
         tasks = tasks_manager.get_supported_tasks_for_model_type(model_type, "onnx", library_name="transformers")
     except (KeyError, ValueError):
         tasks = {}
-    if "text-classification" not in tasks:
+    if export_task not in tasks:
         from ..architectures import ARCHITECTURES
 
         raise FastFormersError(
-            f"not supported for ONNX export: {model_type} (Optimum has no text-classification export for it); "
+            f"not supported for ONNX export: {model_type} (Optimum has no {export_task} export for it); "
             f"supported here: {', '.join(sorted(ARCHITECTURES))}.")
 
 
@@ -47,7 +48,8 @@ def _check_export_supported(model_type: str | None) -> None:
 
 def export_onnx(model_or_dir, save_dir: str | os.PathLike, tokenizer=None, opset: int | None = None,
                 overwrite: bool = False) -> Path:
-    """Export a PyTorch sequence classifier (a model or a directory) to ``save_dir/model.onnx`` with Optimum.
+    """Export a PyTorch model of any kind in :data:`~fastformers_hf.tasks.kinds.KINDS` (a model or a directory) to
+    ``save_dir/model.onnx`` with Optimum, with the kind's export task.
 
     The graph has dynamic batch and sequence axes; tokenizer and config are saved beside it. Head-pruned models
     (uneven heads per layer) export as they are. Returns ``save_dir``.
@@ -61,7 +63,8 @@ def export_onnx(model_or_dir, save_dir: str | os.PathLike, tokenizer=None, opset
         check_model_folder(source_dir, need_weights=True)
         from ..utils.io import read_json
 
-        _check_export_supported((read_json(source_dir / "config.json") or {}).get("model_type"))
+        folder_config = read_json(source_dir / "config.json") or {}
+        _check_export_supported(folder_config.get("model_type"), kind_of(folder_config).export_task)
         model = load_pytorch_model(source_dir)
         tokenizer = tokenizer or load_tokenizer(source_dir)
     else:
@@ -71,7 +74,7 @@ def export_onnx(model_or_dir, save_dir: str | os.PathLike, tokenizer=None, opset
                 f"export_onnx needs a transformers model or a model directory, got {type(model).__name__}.")
         source_dir = getattr(model.config, "_name_or_path", None) or None  # the folder it was loaded from, if any
         check_output_dir(save_dir, "export_onnx", [source_dir], overwrite, what="save_dir", overwrite_flag="overwrite=True")
-        _check_export_supported(model.config.model_type)
+        _check_export_supported(model.config.model_type, kind_of(model).export_task)
         tokenizer = tokenizer or load_tokenizer(source_dir)
     if tokenizer is None:
         raise FastFormersError(
@@ -93,7 +96,7 @@ def export_onnx(model_or_dir, save_dir: str | os.PathLike, tokenizer=None, opset
                     # constant in the graph; it is one (1.0), so the warning is noise to every user of the export.
                     warnings.filterwarnings("ignore", message="torch.tensor results are registered as constants",
                                             category=torch.jit.TracerWarning)
-                    optimum_classes()["onnx_export_from_model"](model, tmp, opset=opset, task="text-classification",
+                    optimum_classes()["onnx_export_from_model"](model, tmp, opset=opset, task=kind_of(model).export_task,
                                                          do_validation=False)
             except (RuntimeError, ValueError, KeyError) as e:
                 raise FastFormersError(f"ONNX export of {model.config.model_type} failed: {e}") from e

@@ -42,10 +42,14 @@ def optimum_classes():
 
 
 def load_ort_model(onnx_dir: str | os.PathLike, session: SessionConfig | None = None):
-    """``ORTModelForSequenceClassification`` for ``onnx_dir`` with our session settings (spinning off by default)."""
+    """The ``ORTModelFor...`` class of the folder's kind (:data:`~fastformers_hf.tasks.kinds.KINDS`) for ``onnx_dir``,
+    with our session settings (spinning off by default)."""
+    from ..tasks.kinds import kind_of
+
     model_file = check_onnx_dir(onnx_dir)
     session = session or SessionConfig()
-    cls = optimum_classes()["ORTModelForSequenceClassification"]
+    optimum_classes()  # the install hint if Optimum is missing
+    cls = kind_of(read_json(Path(onnx_dir) / "config.json") or {}).ort_class()
     return cls.from_pretrained(onnx_dir, file_name=model_file.name, session_options=session.session_options(),
                                provider=session.provider)
 

@@ -47,9 +47,11 @@ def check_model_folder(model_dir: str | os.PathLike, need_weights: bool = True) 
 
 
 def load_pytorch_model(model_dir: str | os.PathLike):
-    """The PyTorch sequence classifier saved in ``model_dir`` (head-pruned models rebuild from ``pruned_heads``)."""
+    """The PyTorch model saved in ``model_dir``, with the head its config names (any kind in
+    :data:`~fastformers_hf.tasks.kinds.KINDS`); head-pruned models rebuild from ``pruned_heads``."""
     from safetensors import SafetensorError
-    from transformers import AutoModelForSequenceClassification
+
+    from ..tasks.kinds import kind_of
 
     model_dir = Path(model_dir)
     check_model_folder(model_dir)
@@ -61,7 +63,7 @@ def load_pytorch_model(model_dir: str | os.PathLike):
             from ..pruning import load_pruned
 
             return load_pruned(model_dir).eval()
-        return AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+        return kind_of(model_config(model_dir)).model_class().from_pretrained(model_dir).eval()
     except SafetensorError as e:  # a truncated or corrupt weight file
         raise FastFormersError(
             f"the weights in {model_dir} cannot be read ({str(e).splitlines()[0][:200]}): the file is truncated or "
@@ -70,7 +72,7 @@ def load_pytorch_model(model_dir: str | os.PathLike):
         if isinstance(e, FastFormersError):
             raise
         raise FastFormersError(
-            f"could not load {model_dir} as a sequence classifier ({str(e).splitlines()[0][:200]}); if it was "
+            f"could not load {model_dir} ({str(e).splitlines()[0][:200]}); if it was "
             "reshaped (e.g. per-layer FFN widths), load it with the loader that made it and pass the model object."
         ) from None
 
