@@ -57,6 +57,11 @@ _EXPORTS = {
     "CalibrationConfig": ".cascade.config",
     "CascadeCurve": ".cascade.calibration",
     "cascade_curve": ".cascade.calibration",
+    "load_conll": ".tasks.conll",
+    "tokenize_and_align": ".tasks.token_classification",
+    "entity_metrics": ".tasks.entity_metric",
+    "entity_compute_metrics": ".tasks.entity_metric",
+    "EntityTagger": ".inference.token_classification",
 }
 
 __all__ = sorted(_EXPORTS)
