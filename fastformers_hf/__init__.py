@@ -14,7 +14,7 @@ _EXPORTS = {
     "FastFormersError": ".errors",
     "DistillationConfig": ".distillation.config",
     "DistillationTrainer": ".distillation.trainer",
-    "cache_teacher_logits": ".distillation.trainer",
+    "cache_teacher_logits": ".distillation.teacher_cache",
     "soft_cross_entropy": ".distillation.trainer",
     "make_student": ".distillation.student",
     "compression_record": ".shape_record",

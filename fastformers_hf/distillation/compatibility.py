@@ -67,7 +67,26 @@ def check_same_vocabulary(teacher, student, teacher_tokenizer=None, student_toke
         )
 
 
+def check_same_kind(teacher, student) -> None:
+    """Distillation matches outputs of one kind of head (:data:`~fastformers_hf.tasks.kinds.KINDS`)."""
+    from ..tasks.kinds import kind_of
+
+    tk, sk = kind_of(teacher).name, kind_of(student).name
+    if tk != sk:
+        raise FastFormersError(
+            f"teacher {_name(teacher)} is a {tk} model ({type(teacher).__name__}) but student {_name(student)} is a "
+            f"{sk} model ({type(student).__name__}): distillation needs one kind of head for both; build the student "
+            "with make_student(teacher, ...), which copies the teacher's head."
+        )
+
+
 def check_same_labels(teacher, student) -> None:
+    """Same label list, in the same order, for kinds whose outputs are labels (QA and multiple choice have none)."""
+    from ..tasks.kinds import kind_of
+    from .losses import loss_for
+
+    if not loss_for(kind_of(teacher)).compare_labels:
+        return
     t, s = teacher.config, student.config
     if t.num_labels != s.num_labels:
         raise FastFormersError(

@@ -17,7 +17,9 @@ class DistillationConfig(DistillationOptions, TrainingArguments):
     ``TrainingArguments``' own, as when they were declared here.
 
     Loss = ``distillation_weight * T² * CE(softmax(teacher/T), student/T) + (1 - distillation_weight) * CE(labels)
-    + hidden_state_loss_weight * MSE(hidden) + attention_loss_weight * MSE(attention maps)``.
+    + hidden_state_loss_weight * MSE(hidden) + attention_loss_weight * MSE(attention maps)``, the soft and hard
+    terms taken per kind of head (QA start/end, per token, per choice; MSE for regression):
+    :data:`~fastformers_hf.distillation.losses.LOSSES`.
     """
 
     def __post_init__(self):

@@ -5,9 +5,10 @@ import copy
 import os
 from typing import Optional, Sequence
 
-from transformers import AutoModelForSequenceClassification, PreTrainedModel
+from transformers import PreTrainedModel
 
 from ..architectures import get_spec
+from ..tasks.kinds import kind_of
 from .compatibility import check_same_vocabulary
 from ..shape_record import update_record
 from ..errors import FastFormersError
@@ -17,6 +18,14 @@ def uniform_layer_indices(num_teacher_layers: int, num_layers: int) -> list[int]
     """0-based teacher layers to copy: spread evenly, always keeping the first (DistilBERT kept every other)."""
     step = num_teacher_layers / num_layers
     return [int(i * step) for i in range(num_layers)]
+
+
+def load_model(path: str | os.PathLike) -> PreTrainedModel:
+    """A saved model (folder or Hub id) with the head its config names: any kind of
+    :data:`~fastformers_hf.tasks.kinds.KINDS`."""
+    from transformers import AutoConfig
+
+    return kind_of(AutoConfig.from_pretrained(path)).model_class().from_pretrained(path)
 
 
 def make_student(
@@ -30,7 +39,7 @@ def make_student(
     """A smaller student for ``teacher``.
 
     - Task-specific recipe: ``num_layers`` (or explicit 0-based ``layer_indices``) of the teacher's layers are
-      copied with the embeddings and the classification head.
+      copied with the embeddings and the head (any kind: the student has the teacher's head class).
     - Task-agnostic recipe: ``general_checkpoint`` (a generally distilled model, path or Hub id) is loaded with a
       fresh head carrying the teacher's labels; fine-tune it with the teacher's soft labels.
     - ``hidden_act="relu"`` switches the FFN activation (FastFormers found ReLU students as accurate and faster).
@@ -39,15 +48,15 @@ def make_student(
     ``allow_different_tokenizers=True``.
     """
     if isinstance(teacher, (str, os.PathLike)):
-        teacher = AutoModelForSequenceClassification.from_pretrained(teacher)
+        teacher = load_model(teacher)
     tconfig = teacher.config
+    head_class = kind_of(teacher).model_class()  # the teacher's kind of head, e.g. AutoModelForQuestionAnswering
     if general_checkpoint is not None:
         overrides = {"num_labels": tconfig.num_labels, "id2label": tconfig.id2label, "label2id": tconfig.label2id}
         if hidden_act:
             overrides[get_spec(teacher).activation_attr] = hidden_act
         # The general checkpoint has no head for this task (or one of another size): start a fresh one.
-        student = AutoModelForSequenceClassification.from_pretrained(general_checkpoint, ignore_mismatched_sizes=True,
-                                                                     **overrides)
+        student = head_class.from_pretrained(general_checkpoint, ignore_mismatched_sizes=True, **overrides)
         check_same_vocabulary(teacher, student, allow_different_tokenizers=allow_different_tokenizers)
         update_record(student.config, {"step": "student", "recipe": "task_agnostic",
                                        "general_checkpoint": str(general_checkpoint)},
@@ -76,7 +85,7 @@ def make_student(
     setattr(config, spec.num_layers_attr, len(layer_indices))
     if hidden_act:
         setattr(config, spec.activation_attr, hidden_act)
-    student = AutoModelForSequenceClassification.from_config(config)
+    student = head_class.from_config(config)
 
     # Copy weights by name, renumbering the kept layers: 'encoder.layer.4.x' -> 'encoder.layer.2.x'.
     prefix = f"{teacher.base_model_prefix}.{spec.layers}."

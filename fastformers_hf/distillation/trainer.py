@@ -2,7 +2,8 @@
 
 It overrides only what it must: ``compute_loss`` (the distillation loss), ``log`` (each loss term),
 ``create_optimizer`` (adds the hidden-state projections), the signature columns (keeps cached teacher logits)
-and ``_save`` (atomic writes).
+and ``_save`` (atomic writes). Every kind of head of :data:`~fastformers_hf.tasks.kinds.KINDS` is distilled; what
+differs between kinds is a row of :data:`~fastformers_hf.distillation.losses.LOSSES`.
 """
 from __future__ import annotations
 
@@ -18,22 +19,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
-from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, PreTrainedModel, Trainer
-from transformers.modeling_outputs import SequenceClassifierOutput
+import transformers
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer
 
 from ..architectures import get_spec
-from .compatibility import check_same_labels, check_same_vocabulary
+from .compatibility import check_same_kind, check_same_labels, check_same_vocabulary
 from ..shape_record import update_record
 from .config import DistillationConfig
 from ..errors import FastFormersError
-
-
-def soft_cross_entropy(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Cross-entropy against the teacher's softened distribution, times T² so gradients keep their scale."""
-    t = temperature
-    targets = F.softmax(teacher_logits / t, dim=-1)  # (B, C)
-    return -(targets * F.log_softmax(student_logits / t, dim=-1)).sum(-1).mean() * t * t
+from .losses import loss_for, soft_cross_entropy  # noqa: F401  (soft_cross_entropy: public here since 0.1)
+from .student import load_model
+from .teacher_cache import TeacherOutputsCollator, cache_teacher_logits, teacher_columns  # noqa: F401 (public here)
+from ..tasks.kinds import kind_of
 
 
 def layer_map(num_student: int, num_teacher: int, mapping: str | list[int]) -> list[int]:
@@ -80,19 +77,27 @@ class DistillationTrainer(Trainer):
             raise FastFormersError("pass the student as a model object: model=make_student(teacher, num_layers=...).")
         teacher_model = teacher_model if teacher_model is not None else args.teacher_model_name_or_path
         if isinstance(teacher_model, (str, os.PathLike)):
-            teacher_model = AutoModelForSequenceClassification.from_pretrained(teacher_model)
-        cached = train_dataset is not None and args.teacher_logits_column in train_dataset.column_names
+            teacher_model = load_model(teacher_model)
+        self.kind = kind_of(model)
+        self.kind_loss = loss_for(self.kind)
+        self.teacher_columns = teacher_columns(self.kind, args.teacher_logits_column)
+        cached = train_dataset is not None and set(self.teacher_columns.values()) <= set(train_dataset.column_names)
         if teacher_model is None and not (cached and not args.uses_intermediate_losses):
             raise FastFormersError(
                 "no teacher: pass teacher_model=... (a model, path or Hub id), or a train_dataset with a cached "
                 f"{args.teacher_logits_column!r} column (see cache_teacher_logits) and no hidden/attention losses."
             )
         if teacher_model is not None:
+            check_same_kind(teacher_model, model)
             check_same_vocabulary(teacher_model, model, teacher_processing_class, processing_class,
                                   allow_different_tokenizers=args.allow_different_tokenizers)
             check_same_labels(teacher_model, model)
-        _check_label_column(train_dataset, "train_dataset", required=args.distillation_weight < 1)
-        _check_label_column(eval_dataset, "eval_dataset", required=True)
+        labels = self.kind_loss.label_columns
+        _check_label_column(train_dataset, "train_dataset", required=args.distillation_weight < 1, columns=labels)
+        _check_label_column(eval_dataset, "eval_dataset", required=True, columns=labels)
+        if kwargs.get("data_collator") is None and isinstance(processing_class, PreTrainedTokenizerBase):
+            # Trainer's default (DataCollatorWithPadding) cannot pad token labels or nest choices.
+            kwargs["data_collator"] = getattr(transformers, self.kind_loss.collator)(processing_class)
         _check_output_dir(args, model, [teacher_model, getattr(model.config, "_name_or_path", None)])
 
         self.layer_map = None
@@ -131,6 +136,9 @@ class DistillationTrainer(Trainer):
 
         super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                          processing_class=processing_class, **kwargs)
+        self.data_collator = TeacherOutputsCollator(self.data_collator, list(self.teacher_columns.values()),
+                                                    self.kind_loss.per_position,
+                                                    getattr(processing_class, "padding_side", "right"))
 
         self.teacher = teacher_model
         if self.teacher is not None:
@@ -144,8 +152,9 @@ class DistillationTrainer(Trainer):
 
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()
-        if self.args.teacher_logits_column not in self._signature_columns:
-            self._signature_columns.append(self.args.teacher_logits_column)
+        for column in self.teacher_columns.values():
+            if column not in self._signature_columns:
+                self._signature_columns.append(column)
 
     def create_optimizer(self):
         optimizer = super().create_optimizer()
@@ -158,24 +167,26 @@ class DistillationTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         args: DistillationConfig = self.args
-        cached_logits = inputs.pop(args.teacher_logits_column, None)
+        cached = {name: inputs.pop(column) for name, column in self.teacher_columns.items() if column in inputs}
         want_hidden = self.layer_map is not None and args.hidden_state_loss_weight > 0
         want_attn = self.layer_map is not None and args.attention_loss_weight > 0
         outputs = model(**inputs, output_hidden_states=want_hidden or None, output_attentions=want_attn or None)
-        student_logits = outputs.logits  # (B, C)
+        student = {name: outputs[name] for name in self.kind.outputs}  # e.g. logits (B, C); start/end (B, T)
         terms = {}
         if outputs.loss is not None:
             terms["hard_loss"] = outputs.loss
 
         teacher_out = None
-        if self.teacher is not None and (cached_logits is None or want_hidden or want_attn):
-            teacher_inputs = {k: v for k, v in inputs.items() if k != "labels"}
+        if self.teacher is not None and (not cached or want_hidden or want_attn):
+            label_columns = {"labels", *self.kind_loss.label_columns}  # the teacher's own loss is not needed
+            teacher_inputs = {k: v for k, v in inputs.items() if k not in label_columns}
             with torch.no_grad():
                 teacher_out = self.teacher(**teacher_inputs, output_hidden_states=want_hidden or None,
                                            output_attentions=want_attn or None)
-        teacher_logits = cached_logits if cached_logits is not None else (teacher_out.logits if teacher_out else None)
-        if teacher_logits is not None:
-            terms["soft_loss"] = soft_cross_entropy(student_logits, teacher_logits.to(student_logits), args.temperature)
+        teacher = cached or ({name: teacher_out[name] for name in self.kind.outputs} if teacher_out else None)
+        if teacher:
+            teacher = {name: value.to(student[name]) for name, value in teacher.items()}  # float16 cache -> student's
+            terms["soft_loss"] = self.kind_loss.soft_loss(student, teacher, inputs, args.temperature)
 
         w = args.distillation_weight
         if "soft_loss" in terms:
@@ -194,8 +205,8 @@ class DistillationTrainer(Trainer):
         for name, value in terms.items():
             self._loss_terms[mode][name].append(float(value.detach()))
         if return_outputs:
-            # Only loss and logits: extra hidden states would be gathered across the whole evaluation set.
-            return loss, SequenceClassifierOutput(loss=loss, logits=student_logits)
+            # Only loss and the distilled outputs: hidden states would be gathered across the whole evaluation set.
+            return loss, type(outputs)(loss=loss, **student)
         return loss
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
@@ -255,7 +266,8 @@ class DistillationTrainer(Trainer):
             if a_s.shape[1] != a_t.shape[1]:  # different head counts (e.g. after pruning): compare head means
                 a_s, a_t = a_s.mean(1, keepdim=True), a_t.mean(1, keepdim=True)
             if attention_mask is not None:  # ignore rows of padded query positions
-                m = attention_mask[:, None, :, None].to(a_s)  # (B, 1, T, 1)
+                # Multiple choice flattens (B, choices, T) inputs to (B * choices, T) rows; a no-op for others.
+                m = attention_mask.reshape(-1, attention_mask.shape[-1])[:, None, :, None].to(a_s)  # (B, 1, T, 1)
                 losses.append(((a_s - a_t) ** 2 * m).sum() / (m.sum() * a_s.shape[1] * a_s.shape[-1]).clamp(min=1))
             else:
                 losses.append(F.mse_loss(a_s, a_t))
@@ -278,12 +290,15 @@ def _average_grads_across_processes(module: nn.Module) -> None:
         p.register_hook(hook)
 
 
-def _check_label_column(dataset, what: str, required: bool) -> None:
+def _check_label_column(dataset, what: str, required: bool, columns=("labels",)) -> None:
     if dataset is None or not required or not hasattr(dataset, "column_names"):
         return
-    if not {"labels", "label"} & set(dataset.column_names):
+    have = set(dataset.column_names) | ({"labels"} if "label" in dataset.column_names else set())
+    missing = [c for c in columns if c not in have]
+    if missing:
+        names = "'labels' or 'label'" if list(columns) == ["labels"] else ", ".join(repr(c) for c in missing)
         raise FastFormersError(
-            f"the {what} has no label column ('labels' or 'label'; it has {dataset.column_names}); "
+            f"the {what} has no label column ({names}; it has {dataset.column_names}); "
             "add the labels, or distil from the teacher alone with distillation_weight=1.0 (train set only)."
         )
 
@@ -313,37 +328,3 @@ def _check_output_dir(args: DistillationConfig, model, inputs) -> None:
             f"{args.output_dir} already holds a different model ({detail}); choose another output_dir or pass "
             "overwrite_output_dir=True."
         )
-
-
-def cache_teacher_logits(teacher, dataset, tokenizer=None, batch_size: int = 64, column: str = "teacher_logits",
-                         cache_file: str | os.PathLike | None = None, desc: str = "teacher logits"):
-    """Run the teacher once over a tokenised dataset and add its logits as a column.
-
-    With ``cache_file`` (a ``.npy`` path) the logits are saved and reused by later runs, so distillation needs no
-    teacher forward pass at all.
-    """
-    if cache_file is not None and Path(cache_file).exists():
-        logits = np.load(cache_file)
-        if len(logits) == len(dataset):
-            return dataset.add_column(column, [row for row in logits.astype(np.float32)])
-    if isinstance(teacher, (str, os.PathLike)):
-        teacher = AutoModelForSequenceClassification.from_pretrained(teacher)
-    if tokenizer is None:
-        raise FastFormersError("cache_teacher_logits needs the tokenizer (for padding) when logits are not cached yet.")
-    collator = DataCollatorWithPadding(tokenizer)
-    model_inputs = [c for c in dataset.column_names if c in ("input_ids", "attention_mask", "token_type_ids")]
-    features = dataset.select_columns(model_inputs)
-    # Batches of similar length waste little on padding (2-3x faster on short, varied sentences like SST-2).
-    order = np.argsort([len(ids) for ids in features["input_ids"]], kind="stable")
-    loader = torch.utils.data.DataLoader(features.select(order), batch_size=batch_size, collate_fn=collator)
-    teacher.eval()
-    out = []
-    with torch.no_grad():
-        for batch in tqdm(loader, desc=desc):
-            out.append(teacher(**batch).logits.float().numpy())  # (B, C)
-    logits = np.empty((len(order), out[0].shape[-1]), dtype=np.float32)
-    logits[order] = np.concatenate(out)  # back to the dataset's order
-    if cache_file is not None:
-        Path(cache_file).parent.mkdir(parents=True, exist_ok=True)
-        np.save(cache_file, logits)
-    return dataset.add_column(column, [row for row in logits])

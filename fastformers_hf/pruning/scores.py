@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from ..architectures import ArchitectureSpec, get_layers, get_spec
 from ..errors import FastFormersError
+from ..tasks.kinds import kind_of
 from .shape import current_shape
 
 METHODS = ("first_order", "magnitude", "random")
@@ -90,10 +91,11 @@ def _first_order_scores(model, spec: ArchitectureSpec, dataloader, max_batches: 
                 break
             inputs = _model_inputs(model, batch, device)
             out = model(**inputs)
-            if out.loss is not None:
+            if out.loss is not None:  # the head's own loss: class, regression, token or span (start/end) labels
                 loss = out.loss
-            else:  # no labels: the model's own predictions as targets
-                loss = F.cross_entropy(out.logits, out.logits.detach().argmax(-1))
+            else:  # no labels: the model's own predictions as targets, for each output of its kind
+                loss = sum(F.cross_entropy(x.flatten(0, -2), x.detach().flatten(0, -2).argmax(-1))  # (N, C)
+                           for x in (out[name] for name in kind_of(model).outputs))
             loss.backward()
             for gates, scores in ((head_gates, head_scores), (ffn_gates, ffn_scores)):
                 for g, s in zip(gates, scores):
@@ -101,7 +103,7 @@ def _first_order_scores(model, spec: ArchitectureSpec, dataloader, max_batches: 
                         s += g.grad.detach().abs().cpu()
                         g.grad = None
             n_batches += 1
-            n_examples += int(out.logits.shape[0])
+            n_examples += int(next(v for v in inputs.values() if torch.is_tensor(v)).shape[0])
     finally:
         for h in hooks:
             h.remove()
@@ -176,15 +178,20 @@ def held_out_split(dataset, num_examples: int = 1000, seed: int = 0):
 
 def scoring_dataloader(dataset, tokenizer=None, batch_size: int = 32, collate_fn=None, model=None):
     """A DataLoader over a tokenised dataset for :func:`prune`: pads each batch (dynamic length) and keeps only the
-    model's input columns and the labels."""
-    from transformers import DataCollatorWithPadding
+    model's input columns and the labels. Given the ``model``, batches are padded as its kind of head needs (token
+    labels with -100, choices nested)."""
+    import transformers
 
     if collate_fn is None:
         if tokenizer is None:
             raise FastFormersError("scoring_dataloader needs the tokenizer (for padding) or a collate_fn.")
-        collate_fn = DataCollatorWithPadding(tokenizer)
-    wanted = {"input_ids", "attention_mask", "token_type_ids", "labels", "label"}
+        from ..distillation.losses import loss_for
+
+        collator = loss_for(kind_of(model)).collator if model is not None else "DataCollatorWithPadding"
+        collate_fn = getattr(transformers, collator)(tokenizer)
+    labels = {"labels", "label", "start_positions", "end_positions"}  # classification / token labels; QA spans
+    wanted = {"input_ids", "attention_mask", "token_type_ids"} | labels
     if model is not None:
-        wanted = (wanted & {"labels", "label"}) | set(inspect.signature(model.forward).parameters)
+        wanted = (wanted & labels) | set(inspect.signature(model.forward).parameters)
     keep = [c for c in dataset.column_names if c in wanted]
     return torch.utils.data.DataLoader(dataset.select_columns(keep), batch_size=batch_size, collate_fn=collate_fn)
