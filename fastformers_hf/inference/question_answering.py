@@ -27,6 +27,7 @@ from ..errors import FastFormersError
 from ..serving.batching import length_buckets
 from ..tasks.question_answering import DEFAULT_DOC_STRIDE, DEFAULT_MAX_LENGTH, context_index, encode_windows, \
     window_fields
+from .inputs import check_items
 from .tokenization import collate
 
 SpanLogits = tuple[np.ndarray, np.ndarray]  # start, end logits, each (B, T)
@@ -138,14 +139,6 @@ def postprocess(examples, features, start_logits, end_logits, n_best: int = 20, 
 # Inputs and runners
 
 
-def _describe(x: Any) -> str:
-    if isinstance(x, Mapping):
-        return f"a dict with keys {sorted(map(str, x))[:4]}"
-    if isinstance(x, (list, tuple)):
-        return f"a {type(x).__name__} of {len(x)} item(s) ({', '.join(type(p).__name__ for p in x[:3])})"
-    return f"a {type(x).__name__}"
-
-
 def _one(x: Any) -> tuple[str, str] | None:
     if isinstance(x, Mapping):
         pair = (x.get("question"), x.get("context"))
@@ -162,18 +155,7 @@ _EXPECTED = "pass {'question': str, 'context': str}, a (question, context) pair 
 def validate_qa_inputs(inputs: Any) -> list[tuple[str, str]]:
     """``inputs`` as ``(question, context)`` pairs; anything else is refused with the index and type of the first
     bad item (a ``dict`` with other keys besides ``question`` and ``context`` is fine: a SQuAD row is one)."""
-    single = _one(inputs) if isinstance(inputs, (Mapping, tuple)) else None
-    if single is not None:
-        items = [single]
-    elif isinstance(inputs, (Mapping, tuple, str, bytes, bytearray, set, frozenset)) or not hasattr(inputs, "__iter__"):
-        raise FastFormersError(f"the input is {_describe(inputs)}, not questions with contexts: {_EXPECTED}.")
-    else:
-        items = []
-        for i, x in enumerate(inputs):
-            pair = _one(x)
-            if pair is None:
-                raise FastFormersError(f"input {i} is {_describe(x)}, not a question with its context: {_EXPECTED}.")
-            items.append(pair)
+    items = check_items(inputs, _one, "questions with contexts", _EXPECTED, single_types=(Mapping, tuple))
     for i, (question, context) in enumerate(items):
         for name, text in (("question", question), ("context", context)):
             if not text.strip():
