@@ -68,3 +68,13 @@ def test_a_saved_model_of_each_kind_loads_and_exports_with_its_head(name, tmp_pa
     got = ort(**batch)
     for output in kind.outputs:
         np.testing.assert_allclose(getattr(got, output).numpy(), getattr(expected, output).numpy(), atol=1e-4)
+
+
+def test_a_model_built_from_a_config_exports_a_folder_that_names_its_head(tmp_path):
+    from fastformers_hf import export_onnx, load_ort_model
+    from fastformers_hf.testing import tiny_tokenizer
+
+    model = transformers.AutoModelForQuestionAnswering.from_config(tiny_config("bert"))
+    assert not model.config.architectures
+    export_onnx(model, tmp_path / "onnx", tokenizer=tiny_tokenizer())
+    assert type(load_ort_model(tmp_path / "onnx")).__name__ == "ORTModelForQuestionAnswering"

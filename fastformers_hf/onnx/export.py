@@ -86,6 +86,10 @@ def export_onnx(model_or_dir, save_dir: str | os.PathLike, tokenizer=None, opset
         import copy
 
         model = copy.deepcopy(model).float().cpu()
+    if not getattr(model.config, "architectures", None):
+        # A model built with from_config has no `architectures` until save_pretrained; the exported config.json must
+        # name the head, or the folder's kind (tasks.kinds.kind_of) cannot be read back.
+        model.config.architectures = [type(model).__name__]
     was_training = model.training
     model.eval()
     try:
