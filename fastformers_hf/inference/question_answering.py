@@ -14,7 +14,6 @@ postprocess, not as a function over a batch of windows.
 """
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -163,36 +162,27 @@ def validate_qa_inputs(inputs: Any) -> list[tuple[str, str]]:
     return items
 
 
+SPAN_OUTPUTS = ("start_logits", "end_logits")  # the question_answering row of tasks.kinds
+
+
 def qa_pytorch_runner(model) -> Callable[[dict], SpanLogits]:
-    """A padded batch (name -> int64 ``(B, T)``) -> ``(start_logits, end_logits)``, each ``(B, T)``; the shared
-    :func:`~fastformers_hf.inference.runners.pytorch_runner` returns ``.logits`` only."""
-    import torch
+    """A padded batch (name -> int64 ``(B, T)``) -> ``(start_logits, end_logits)``, each ``(B, T)``: the shared
+    :func:`~fastformers_hf.inference.runners.pytorch_runner` with both outputs."""
+    from .runners import pytorch_runner
 
-    accepted = set(inspect.signature(model.forward).parameters)
-
-    def run(features: dict) -> SpanLogits:
-        with torch.inference_mode():
-            out = model(**{k: torch.from_numpy(v) for k, v in features.items() if k in accepted})
-        return out.start_logits.float().numpy(), out.end_logits.float().numpy()
-
-    return run
+    return pytorch_runner(model, SPAN_OUTPUTS)
 
 
 def qa_ort_runner(session) -> Callable[[dict], SpanLogits]:
-    """The same over an ``onnxruntime.InferenceSession`` of a question-answering export."""
-    names = [i.name for i in session.get_inputs()]
+    """The same over an ``onnxruntime.InferenceSession`` of a question-answering export (the shared
+    :func:`~fastformers_hf.inference.runners.ort_runner`)."""
+    from .runners import ort_runner
+
     outputs = [o.name for o in session.get_outputs()]
-    if not {"start_logits", "end_logits"} <= set(outputs):
+    if not set(SPAN_OUTPUTS) <= set(outputs):
         raise FastFormersError(f"the ONNX graph has outputs {outputs}, not start_logits/end_logits: export it with "
                                "task='question-answering'.")
-
-    def run(features: dict) -> SpanLogits:
-        # Graphs of models without segment ids (DistilBERT, RoBERTa exports) take no token_type_ids.
-        feed = {n: features[n] if n in features else np.zeros_like(features["input_ids"]) for n in names}
-        start, end = session.run(["start_logits", "end_logits"], feed)
-        return start, end
-
-    return run
+    return ort_runner(session, SPAN_OUTPUTS)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """The inputs the variant choice checks and times: the user's eval set (tokenised one example at a time, batch 1)
-or, without one, a random-token sample of the model's vocabulary."""
+or, without one, a random-token sample of the model's vocabulary. Eval sets are for classification kinds; the
+random sample serves every kind (token classification and question answering are checked on it only, for now)."""
 from __future__ import annotations
 
 from typing import Mapping

@@ -4,6 +4,8 @@ Which graph is fastest is not knowable in advance (here fused+int8 won at 2 thre
 so we build the candidates of :data:`~fastformers_hf.onnx.config.VARIANTS`, check each against the PyTorch model
 (largest logit difference, label agreement, accuracy on the eval set), time them at batch 1 with the runs of all
 candidates interleaved, and keep the fastest one within the tolerance. Every number goes into the output folder.
+Token classification and question answering are checked output by output and position by position (the argmax
+label of every token; the argmax start and end index) on random inputs; an eval set for them is refused for now.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from ..utils.io import atomic_output_dir, check_output_dir, read_json, work_dir_
 from .config import SESSION_DISABLED_OPTIMIZERS, SESSION_FILE, STEPS, VARIANTS, VariantChoiceConfig, is_quantized
 from ..inference.runners import ort_runner, pytorch_runner  # noqa: F401 (re-exported for the benchmarks)
 from ..utils.model_folder import load_pytorch_model, load_tokenizer
+from .agreement import PER_POSITION, as_tuple, check_eval_supported, compare_per_position
 from .examples import eval_examples, random_examples
 from .export import export_onnx, optimize_onnx
 from .graph import inference_session, model_size_bytes, record_step
@@ -103,6 +106,9 @@ class VariantResult:
     latency: dict[str, float] = field(default_factory=dict)
     size_bytes: int | None = None
     speedup_vs_pytorch: float | None = None
+    # Kinds with several or per-position outputs: {output: {"max_abs_diff", "agreement", "compared"}}; None (and
+    # left out of the report) for classification.
+    per_output: dict[str, dict[str, float]] | None = None
 
 
 @dataclass
@@ -116,7 +122,11 @@ class VariantChoice:
     machine: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        for r in out["results"]:
+            if r.get("per_output") is None:
+                r.pop("per_output", None)  # classification reports keep their fields
+        return out
 
     def result(self, name: str) -> VariantResult:
         return next(r for r in self.results if r.name == name)
@@ -164,9 +174,13 @@ def choose_variant(model, tokenizer, candidates: Mapping[str, Path | str], eval_
     import torch
 
     from ..measurements import machine_description
+    from ..tasks.kinds import kind_of
 
     config = config or VariantChoiceConfig()
     model.eval()
+    kind = kind_of(model)
+    check_eval_supported(kind, eval_dataset)
+    positional = kind.name in PER_POSITION
     if eval_dataset is not None:
         features, labels, data = eval_examples(eval_dataset, tokenizer, config, getattr(model.config, "label2id", None),
                                                name=config.data_name)
@@ -186,29 +200,42 @@ def choose_variant(model, tokenizer, candidates: Mapping[str, Path | str], eval_
     if threads > 0:
         torch.set_num_threads(threads)  # PyTorch gets the same thread budget as the ORT sessions
     try:
-        pt = pytorch_runner(model)
-        ref_logits = run_all(pt, features)  # (N, num_labels)
-        ref_pred = ref_logits.argmax(-1)
-        reference: dict[str, Any] = {"accuracy": None if labels is None else float((ref_pred == labels).mean())}
+        if positional:  # outputs of different lengths per input: compared input by input
+            pt = pytorch_runner(model, kind.outputs)
+            ref_outputs = [as_tuple(pt(f)) for f in features]
+            reference: dict[str, Any] = {"accuracy": None, "kind": kind.name, "outputs": list(kind.outputs),
+                                         "agreement_of": PER_POSITION[kind.name]}
+        else:
+            pt = pytorch_runner(model)
+            ref_logits = run_all(pt, features)  # (N, num_labels)
+            ref_pred = ref_logits.argmax(-1)
+            reference = {"accuracy": None if labels is None else float((ref_pred == labels).mean())}
         results, runners = [], {}
         for name, path in candidates.items():
             steps = list(VARIANTS.get(name, ()))
             if not isinstance(path, Path):
                 results.append(VariantResult(name, steps, passed=False, reasons=[str(path)]))
                 continue
-            run = ort_runner(inference_session(path, config.session.for_variant(name)))
-            logits = run_all(run, features)
+            session = inference_session(path, config.session.for_variant(name))
+            run = ort_runner(session, kind.outputs) if positional else ort_runner(session)
             r = VariantResult(name, steps, passed=True, size_bytes=model_size_bytes(path))
-            r.max_logit_diff = float(np.abs(logits - ref_logits).max())
-            r.label_agreement = float((logits.argmax(-1) == ref_pred).mean())
-            if labels is not None:
+            if positional:
+                r.max_logit_diff, r.label_agreement, r.per_output = compare_per_position(
+                    kind, features, ref_outputs, [as_tuple(run(f)) for f in features])
+            else:
+                logits = run_all(run, features)
+                r.max_logit_diff = float(np.abs(logits - ref_logits).max())
+                r.label_agreement = float((logits.argmax(-1) == ref_pred).mean())
+            if labels is not None:  # (classification only: other kinds refuse an eval set)
                 r.accuracy = float((logits.argmax(-1) == labels).mean())
                 r.accuracy_drop_points = 100 * (reference["accuracy"] - r.accuracy)
                 r.loss_points = r.accuracy_drop_points
             else:
                 r.loss_points = 100 * (1 - r.label_agreement)
             if r.loss_points > config.tolerance + 1e-9:
-                measured_as = "eval accuracy" if labels is not None else "predictions that disagree with PyTorch"
+                measured_as = ("eval accuracy" if labels is not None else
+                               f"{PER_POSITION[kind.name]} disagreeing with PyTorch" if positional else
+                               "predictions that disagree with PyTorch")
                 r.reasons.append(f"loses {r.loss_points:.2f} accuracy points ({measured_as}), "
                                  f"tolerance {config.tolerance}")
             if not is_quantized(name) and r.max_logit_diff > config.fp32_atol:
@@ -298,6 +325,9 @@ def optimize_for_inference(model_or_dir, save_dir: str | os.PathLike, eval_datas
     tokenizer = tokenizer or load_tokenizer(source_dir or getattr(model.config, "_name_or_path", None))
     if tokenizer is None:
         raise FastFormersError("no tokenizer found beside the model; pass tokenizer=...")
+    from ..tasks.kinds import kind_of
+
+    check_eval_supported(kind_of(model), eval_dataset)  # before the slow part
     if eval_dataset is not None:  # fail on bad data before the slow part
         eval_examples(eval_dataset, tokenizer, dataclasses.replace(config, max_eval_samples=1),
                       getattr(model.config, "label2id", None))

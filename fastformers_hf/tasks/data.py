@@ -170,6 +170,69 @@ def tokenize(dataset, tokenizer, text_fields=("sentence",), label_field: str | N
     return one(dataset)
 
 
+def tokenize_task(dataset, tokenizer, task: str | TaskSpec, max_length: int = 128, doc_stride: int = 128,
+                  label_names=None):
+    """Training features of a task's splits, by its kind (:data:`~fastformers_hf.tasks.kinds.KINDS`):
+
+    - sequence classification / regression: :func:`tokenize` (unchanged);
+    - token classification: :func:`~fastformers_hf.tasks.token_classification.tokenize_and_align`; the tag names
+      come from the data's ``ClassLabel`` feature and must be the model's ``label_names`` (its ``id2label``, a
+      list or a mapping): data whose tags are all among the model's are re-indexed to the model's order, a tag the
+      model lacks is refused;
+    - question answering: ``train`` becomes training windows (span positions,
+      :func:`~fastformers_hf.tasks.question_answering.train_features`), ``validation`` evaluation windows
+      (``example_id`` and context offsets for decoding, :func:`~fastformers_hf.tasks.question_answering.eval_features`).
+
+    ``dataset``: a ``DatasetDict`` (splits named ``train`` / ``validation``) or one ``Dataset`` (taken as train).
+    """
+    spec = get_task(task) if isinstance(task, str) else task
+    if spec.kind in ("sequence_classification", "regression"):
+        return tokenize(dataset, tokenizer, spec.text_fields, spec.label_field, max_length)
+    splits = dataset if isinstance(dataset, DatasetDict) else DatasetDict({"train": dataset})
+    if spec.kind == "token_classification":
+        from .token_classification import tokenize_and_align
+
+        if label_names is not None:
+            splits = DatasetDict({name: _to_label_list(ds, label_names, spec.label_field, name)
+                                  for name, ds in splits.items()})
+        return tokenize_and_align(splits, tokenizer, max_length=max_length, label_field=spec.label_field,
+                                  label_names=label_names and _names(label_names))
+    if spec.kind == "question_answering":
+        from .question_answering import eval_features, train_features
+
+        return DatasetDict({name: (eval_features if name != "train" else train_features)(
+            ds, tokenizer, max_length=max_length, doc_stride=doc_stride) for name, ds in splits.items()})
+    raise FastFormersError(f"task kind {spec.kind!r} has no feature preparation here.")
+
+
+def _names(labels) -> list[str]:
+    from .conll import label_list
+
+    return label_list(labels)
+
+
+def _to_label_list(ds: Dataset, labels, field: str, split: str) -> Dataset:
+    """``ds`` with its ``field`` tag ids indexing ``labels`` (the model's); the data's tags come from its
+    ``ClassLabel`` feature. Tags the model lacks are refused."""
+    from datasets import ClassLabel, List
+
+    from .conll import label_names as data_label_names
+
+    model, data = _names(labels), data_label_names(ds)
+    if data == model:
+        return ds
+    unknown = [t for t in data if t not in model]
+    if unknown:
+        raise FastFormersError(
+            f"the {split} split's tags ({', '.join(data)}) do not match the model's labels ({', '.join(model)}): "
+            f"{', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not among the model's; use a teacher "
+            "trained on these tags (its config's id2label), or data tagged with its labels.")
+    index = [model.index(t) for t in data]  # data id -> model id
+    features = ds.features.copy()
+    features[field] = List(ClassLabel(names=model))
+    return ds.map(lambda row: {field: [index[t] for t in row[field]]}, features=features)
+
+
 def guess_text_fields(dataset) -> tuple[str, ...]:
     """Text columns of a dataset: those of a known task (sentence; question+passage; ...), else ``text``."""
     columns = dataset.column_names

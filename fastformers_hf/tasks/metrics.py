@@ -27,3 +27,16 @@ def compute_metrics(eval_pred) -> dict[str, float]:
     if isinstance(logits, tuple):  # (logits, hidden_states, ...) when the model returns extras
         logits = logits[0]
     return classification_metrics(labels, np.argmax(logits, axis=-1))
+
+
+def squad_evaluation(examples, features, predictions) -> dict[str, float]:
+    """SQuAD v1.1 ``exact_match`` / ``f1`` of span logits over evaluation windows: ``predictions`` is
+    ``(start_logits, end_logits)``, one row per window of ``features`` (those of
+    :func:`~fastformers_hf.tasks.question_answering.eval_features` over ``examples``, e.g. ``Trainer.predict``'s
+    ``predictions``, -100-padded rows accepted), decoded by
+    :func:`~fastformers_hf.inference.question_answering.postprocess` and scored against ``examples``' answers."""
+    from ..inference.question_answering import postprocess
+    from .squad_metric import squad_metrics
+
+    start_logits, end_logits = predictions[0], predictions[1]
+    return squad_metrics(postprocess(examples, features, start_logits, end_logits), examples)

@@ -1,0 +1,53 @@
+"""How far an ONNX candidate's outputs are from PyTorch's for kinds with per-position outputs (token
+classification, question answering): checked output by output, position by position, on the real (unpadded)
+positions of every input."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import FastFormersError
+from ..inference.runners import Features
+
+
+# Kinds whose outputs are per position, checked position by position (on random inputs only, for now): what the
+# argmax of each output picks, as the report words it.
+PER_POSITION = {"token_classification": "the label of every token",
+                "question_answering": "the start and the end index"}
+
+
+def check_eval_supported(kind, eval_dataset) -> None:
+    """Refuse an eval set for a kind whose metric the variant choice does not compute yet."""
+    if eval_dataset is not None and kind.name in PER_POSITION:
+        raise FastFormersError(f"an eval set for {kind.name} is not supported by the variant choice yet; pass none "
+                               "to check against PyTorch on random inputs.")
+
+
+def as_tuple(out) -> tuple[np.ndarray, ...]:
+    return out if isinstance(out, tuple) else (out,)
+
+
+def compare_per_position(kind, features: list[Features], reference: list[tuple], candidate: list[tuple]
+                         ) -> tuple[float, float, dict[str, dict[str, float]]]:
+    """``(max abs diff, agreement, per output)`` of a candidate's outputs against PyTorch's, over the real
+    (attention mask 1) positions of every input: token classification compares the argmax label of every token
+    (agreement over all tokens), question answering the argmax start and end index of every input (padding
+    excluded). The overall diff is the largest of any output, the overall agreement the lowest."""
+    per_output: dict[str, dict[str, float]] = {}
+    for j, name in enumerate(kind.outputs):
+        diff, agree, total = 0.0, 0, 0
+        for f, ref, got in zip(features, reference, candidate):
+            mask = f["attention_mask"].astype(bool) if "attention_mask" in f else np.ones_like(f["input_ids"], bool)
+            r, g = np.asarray(ref[j], dtype=np.float64), np.asarray(got[j], dtype=np.float64)
+            if r.shape != g.shape:
+                raise FastFormersError(f"{name} of the ONNX graph has shape {g.shape}, PyTorch's {r.shape}.")
+            diff = max(diff, float(np.abs(r[mask] - g[mask]).max()))
+            if kind.name == "token_classification":  # (B, T, num_labels): a label per real token
+                agree += int((r[mask].argmax(-1) == g[mask].argmax(-1)).sum())
+                total += int(mask.sum())
+            else:  # (B, T): one index per input, over its real positions
+                r, g = np.where(mask, r, -np.inf), np.where(mask, g, -np.inf)
+                agree += int((r.argmax(-1) == g.argmax(-1)).sum())
+                total += r.shape[0]
+        per_output[name] = {"max_abs_diff": diff, "agreement": agree / max(total, 1), "compared": total}
+    return (max(o["max_abs_diff"] for o in per_output.values()),
+            min(o["agreement"] for o in per_output.values()), per_output)
