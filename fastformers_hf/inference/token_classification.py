@@ -108,7 +108,7 @@ class EntityTagger:
             if hasattr(session, "get_inputs"):  # an InferenceSession, bare or inside an ORTModel
                 shape = session.get_outputs()[0].shape
                 if len(shape) != 3:
-                    raise FastFormersError(f"the session's first output has shape {shape}, not (batch, tokens, "
+                    raise FastFormersError(f"the ONNX graph's first output has shape {shape}, not (batch, tokens, "
                                            "labels): it is not a token classifier.")
                 return cls(ort_runner(session), tokenizer, labels, config, "onnxruntime", model_config=config_dict)
             import torch

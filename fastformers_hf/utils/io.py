@@ -23,8 +23,6 @@ from typing import Iterable, Iterator
 
 from ..errors import FastFormersError
 
-# Files whose presence means "a model lives here".
-MODEL_MARKERS = ("config.json",)
 # Left in every folder we write: what wrote it. Hidden, so a Hub push does not upload it.
 OUTPUT_RECORD = ".fastformers-output.json"
 _TEMP_TAGS = ("tmp", "old", "work")
@@ -46,10 +44,6 @@ def _foreign_entries(path: Path) -> list[str]:
 
 def _is_our_temp(name: str) -> bool:
     return name.startswith(".") and any(f".{tag}-" in name for tag in _TEMP_TAGS)
-
-
-def _flag(overwrite_flag: str) -> str:
-    return overwrite_flag or "overwrite=True"
 
 
 def check_output_dir(target: PathLike, kind: str, inputs: Iterable[PathLike | None] = (), overwrite: bool = False,
@@ -88,7 +82,7 @@ def check_output_dir(target: PathLike, kind: str, inputs: Iterable[PathLike | No
         if overwrite:
             return resolved
         raise FastFormersError(f"the {what} {target} holds the output of `{found}`, not of `{kind}`; pass "
-                               f"{_flag(overwrite_flag)} to replace it, or choose another folder.")
+                               f"{overwrite_flag} to replace it, or choose another folder.")
     shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
     raise FastFormersError(f"the {what} {target} already holds files that fastformers-hf did not write ({shown}); "
                            "they are never replaced: choose a new or empty folder.")
@@ -201,11 +195,6 @@ def claim_output_dir(target: PathLike, kind: str, inputs: Iterable[PathLike | No
     if found != kind:
         write_output_record(target, kind)
     return target
-
-
-def is_model_dir(path: PathLike) -> bool:
-    path = Path(path)
-    return path.is_dir() and any((path / m).exists() for m in MODEL_MARKERS)
 
 
 def read_json(path: PathLike, default=None):
