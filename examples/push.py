@@ -20,6 +20,7 @@ from huggingface_hub import constants
 from transformers import HfArgumentParser
 
 from fastformers_hf import compression_record_from_hub, push_to_hub, verify_model_dir
+
 from hub_cards import render_card
 
 
@@ -41,7 +42,13 @@ def main(argv=None) -> dict:
     card_fields = {k: v for k, v in dict(license=args.license, language=args.language).items() if v}
     folders = {"onnx": args.onnx_dir} if args.onnx_dir else None
 
-    card = render_card(args.model_dir, folders=folders, model_id=args.repo_id, **card_fields)
+    import tempfile
+
+    from fastformers_hf.hub_checks import card_preview_source
+
+    with tempfile.TemporaryDirectory() as staging:  # the card the push commits (pruned shapes get the modeling file)
+        card = render_card(card_preview_source(args.model_dir, staging), folders=folders,
+                           model_id=args.repo_id, **card_fields)
     print(card)
     if args.dry_run:
         record = verify_model_dir(args.model_dir)  # loads it as a Hub user will, compares shape and weights

@@ -51,6 +51,7 @@ _EXPORTS = {
     "importance_scores": ".pruning.scores",
     "held_out_split": ".pruning.scores",
     "MultiInstanceClassifier": ".serving.multi_instance",
+    "MultiInstancePredictor": ".serving.multi_instance",
     "RuntimeConfig": ".serving.multi_instance",
     "TuningConfig": ".serving.layout_search",
     "tune": ".serving.layout_search",
@@ -66,6 +67,7 @@ _EXPORTS = {
     "entity_metrics": ".tasks.entity_metric",
     "entity_compute_metrics": ".tasks.entity_metric",
     "EntityTagger": ".inference.token_classification",
+    "evaluation_for": ".inference.evaluation",
 }
 
 __all__ = sorted(_EXPORTS)

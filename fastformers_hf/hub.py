@@ -5,9 +5,15 @@ what was recorded (``hub_cards``), the ONNX variants under ``onnx/`` and any ext
 cascade). Before anything goes over the network the directory is checked: it loads, its recorded shape matches
 its weights, and its card has numbers (a warning says which command measures them if not).
 
+A pruned shape that transformers 5 cannot build from ``config.json`` alone (``hub_code.needs_remote_code``) goes
+with ``modeling_fastformers.py`` and an ``auto_map`` entry (``hub_code.add_remote_code``), added to the upload when
+the folder lacks them (the folder itself is left as it is), so the repo loads with ``trust_remote_code=True`` in
+transformers 4.x and 5.x.
+
 Repo layout::
 
     config.json, model.safetensors, tokenizer files, README.md   AutoModelForSequenceClassification.from_pretrained(repo)
+    modeling_fastformers.py   pruned shapes only:  ...from_pretrained(repo, trust_remote_code=True)
     onnx/                     one ONNX variant:  ORTModelForSequenceClassification.from_pretrained(repo, subfolder="onnx")
     onnx/<name>/              several variants:  ...from_pretrained(repo, subfolder="onnx/<name>")
     <folder>/                 extra folders, as they are on disk (extra_dirs={"cascade": path})
@@ -17,19 +23,19 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
-from .architectures import ARCHITECTURES
 from .errors import FastFormersError
+from .hub_checks import shape_from_weights, stage_remote_code, verify_model_dir  # noqa: F401  (public here too)
 from .shape_record import compression_record
 
 ONNX_FOLDER = "onnx"
 # Trainer leftovers that are not part of a model (checkpoint-*/ and runs/ are skipped when the tree is read);
 # README.md is replaced by the rendered card.
 IGNORED_FILES = ("optimizer.pt", "scheduler.pt", "rng_state*.pth", "training_args.bin", "*.tmp", "README.md")
-_SHAPE_KEYS = ("num_layers", "heads_per_layer", "ffn_width_per_layer")
 
 
 def _endpoint() -> str:
@@ -37,113 +43,6 @@ def _endpoint() -> str:
     from huggingface_hub import constants
 
     return constants.ENDPOINT.rstrip("/")
-
-
-# -- checking a model directory ------------------------------------------------------------------------------------
-
-
-def shape_from_weights(shapes: Mapping[str, list[int]], config: Mapping[str, Any]) -> dict[str, Any] | None:
-    """Layers, heads per layer and FFN width per layer that the weight tensors hold (None for unknown types).
-
-    Heads are read from the query projection's output size over the head size (hidden / configured heads, which
-    transformers 4.57 always uses).
-    """
-    spec = ARCHITECTURES.get(config.get("model_type"))
-    if spec is None:
-        return None
-    head_size = config[spec.hidden_size_attr] // config[spec.num_heads_attr]
-
-    def per_layer(module: str) -> dict[int, list[int]]:
-        pattern = re.compile(rf"(?:^|\.){re.escape(spec.layers)}\.(\d+)\.{re.escape(module)}\.weight$")
-        return {int(m.group(1)): s for name, s in shapes.items() if (m := pattern.search(name))}
-
-    query, ffn = per_layer(spec.query), per_layer(spec.intermediate)  # Linear weights are (out, in)
-    layers = sorted(query)
-    return {"num_layers": len(layers), "heads_per_layer": [query[i][0] // head_size for i in layers],
-            "ffn_width_per_layer": [ffn[i][0] if i in ffn else None for i in layers]}
-
-
-def _weight_shapes(model_dir: Path) -> dict[str, list[int]]:
-    from hub_cards import weight_shapes
-
-    shapes = weight_shapes(model_dir)
-    if shapes is not None:
-        return shapes
-    bins = sorted(model_dir.glob("pytorch_model*.bin"))
-    if not bins:
-        raise FastFormersError(
-            f"{model_dir} has a config.json but no weights (model.safetensors or pytorch_model.bin); "
-            "save the model there with save_pretrained.")
-    try:
-        import torch
-    except ImportError:
-        raise FastFormersError(
-            f"{model_dir} holds pytorch_model.bin, which cannot be read without torch; install torch or re-save "
-            "the model with save_pretrained(..., safe_serialization=True).") from None
-    shapes = {}
-    for b in bins:
-        shapes.update({k: list(v.shape) for k, v in torch.load(b, map_location="cpu", weights_only=True).items()})
-    return shapes
-
-
-def _check_loads(model_dir: Path, config: Mapping[str, Any], record: Mapping[str, Any]) -> str:
-    """Load the model as a user of the Hub repo will; returns how it loads. Needs torch (skipped without it)."""
-    import importlib.util
-
-    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("transformers") is None:
-        return "not checked (torch/transformers not installed)"
-    import transformers
-
-    widths = record.get("ffn_width_per_layer") or []
-    if len(set(widths)) > 1:  # per-layer FFN widths: plain from_pretrained cannot build them
-        from .pruning import load_pruned
-
-        load_pruned(model_dir)
-        return "fastformers_hf.load_pruned"
-    name = (config.get("architectures") or [None])[0]
-    cls = getattr(transformers, name or "", None) or transformers.AutoModelForSequenceClassification
-    from safetensors import SafetensorError
-
-    try:
-        model, info = cls.from_pretrained(model_dir, output_loading_info=True)
-    except (RuntimeError, ValueError, OSError, SafetensorError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise FastFormersError(
-            f"{model_dir} does not load with {cls.__name__}.from_pretrained ({first[:300]}); its config.json and "
-            "weights come from different saves: save the model again with save_pretrained.") from None
-    tied = set(getattr(model, "_tied_weights_keys", None) or [])
-    problems = {k: v for k, v in (("missing", [m for m in info["missing_keys"] if m not in tied]),
-                                  ("unexpected", info["unexpected_keys"]),
-                                  ("mismatched", info.get("mismatched_keys", []))) if v}
-    if problems:
-        detail = "; ".join(f"{k}: {', '.join(map(str, v[:4]))}" for k, v in problems.items())
-        raise FastFormersError(
-            f"{model_dir} loads with {cls.__name__}.from_pretrained only partly ({detail}): weights would be "
-            "random after download; save the model again with save_pretrained.")
-    return f"transformers.{cls.__name__}.from_pretrained"
-
-
-def verify_model_dir(model_dir: str | os.PathLike, load: bool = True) -> dict[str, Any]:
-    """Check that ``model_dir`` is a model that can be pushed: config and weights present, the recorded shape
-    (``config.fastformers``) equal to the shape of the weights, and (with torch, ``load=True``) loadable the way a
-    user of the Hub repo will load it. Returns the compression record plus ``loads_with``; raises FastFormersError.
-    """
-    from .utils.model_folder import model_config
-
-    model_dir = Path(model_dir)
-    config = model_config(model_dir)
-    record = compression_record(model_dir)
-    found = shape_from_weights(_weight_shapes(model_dir), config)
-    if found is not None and record.get("heads_per_layer") is not None:
-        recorded = {k: record.get(k) for k in _SHAPE_KEYS}
-        if found != recorded:
-            diff = "; ".join(f"{k}: recorded {recorded[k]}, weights {found[k]}" for k in _SHAPE_KEYS if found[k] != recorded[k])
-            raise FastFormersError(
-                f"{model_dir}: the shape recorded in config.json does not match the weights ({diff}). The config "
-                "and weights come from different saves; save the pruned model again with save_pretrained (prune() "
-                "records the shape it leaves), then push.")
-    record["loads_with"] = _check_loads(model_dir, config, record) if load else "not checked"
-    return record
 
 
 # -- what to upload ---------------------------------------------------------------------------------------------
@@ -275,10 +174,11 @@ def push_to_hub(
             ``hub_cards.FastFormersCardData``).
         verify: check that the directory loads and its recorded shape matches its weights before pushing.
 
-    Nothing in ``model_dir`` is changed; the card goes straight into the commit.
+    Nothing in ``model_dir`` is changed; the card goes straight into the commit. A pruned shape that transformers 5
+    cannot build from ``config.json`` alone (``hub_code.needs_remote_code``) is pushed with ``modeling_fastformers.py``
+    and its ``auto_map`` entry, added to the commit (and logged) when ``model_dir`` lacks them, and is checked to
+    load with ``from_pretrained(..., trust_remote_code=True)``.
     """
-    from hub_cards import CardDataError, FastFormersCardData, render_card
-
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise FastFormersError(f"{model_dir} is not a directory; pass the folder the model was saved to.")
@@ -289,21 +189,39 @@ def push_to_hub(
     except ValueError as e:
         raise FastFormersError(f"repo_id {repo_id!r} is not a valid Hub repo id ({e}); use 'namespace/name'.") from None
     folders = _folders(model_dir, onnx_dir, extra_dirs)
-    record = verify_model_dir(model_dir) if verify else compression_record(model_dir)
+    with tempfile.TemporaryDirectory(prefix="fastformers-push-") as staging:
+        # modeling_fastformers.py and its auto_map, when the shape needs them and the folder lacks them
+        staged = stage_remote_code(model_dir, Path(staging))
+        return _push(model_dir, repo_id, folders, staged, private=private, token=token, revision=revision,
+                     commit_message=commit_message, card_fields=card_fields, verify=verify)
+
+
+def _push(model_dir: Path, repo_id: str, folders, staged: Path | None, *, private, token, revision, commit_message,
+          card_fields, verify):
+    """:func:`push_to_hub` once the arguments are checked; ``staged``: ``model_dir`` plus the remote code it lacks."""
+    from hub_cards import CardDataError, FastFormersCardData, render_card
+
+    from .hub_code import MODELING_FILE
+    from .utils.io import read_json
+
+    record = verify_model_dir(model_dir, load_dir=staged or model_dir) if verify else compression_record(model_dir)
     fields = {"model_id": repo_id, **(card_fields or {})}
+    config = read_json(staged / "config.json") if staged else None  # the config that goes up, auto_map and all
     try:
-        data = FastFormersCardData.from_model_dir(model_dir, folders=folders, **fields)
-        card = render_card(model_dir, folders=folders, **fields)
+        data = FastFormersCardData.from_model_dir(model_dir, folders=folders, config=config, **fields)
+        card = render_card(model_dir, folders=folders, config=config, **fields)
     except CardDataError as e:
         raise FastFormersError(str(e)) from None
     if not data.measurements:
         from hub_cards import MEASURE_HINT
 
         warnings.warn(f"{model_dir} has no recorded measurements, so its model card states no accuracy or speed; "
-                      f"{MEASURE_HINT}.", UserWarning, stacklevel=2)
+                      f"{MEASURE_HINT}.", UserWarning, stacklevel=3)
     from hub_cards import repo_tree
 
     tree = repo_tree(model_dir, folders)
+    if staged:
+        tree.update({name: staged / name for name in ("config.json", MODELING_FILE)})
     _check_no_tokens(tree)
     ops = _operations(tree, card)
     steps = [s.get("step") for s in record.get("steps", [])]

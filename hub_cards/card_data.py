@@ -16,6 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from .snippets import CARD_KINDS, DEFAULT_KIND, TRUST_REMOTE_CODE, CardKind, card_kind, remote_code_class
+from .snippets import REMOTE_CODE_NOTE
+from .snippets import how_to_use as kind_snippet
+
 # File contracts owned by fastformers_hf (shape_record.CONFIG_KEY, measurements.MEASUREMENTS_FILE), repeated here so
 # that hub_cards stays a leaf package; tests/test_hub_cards.py checks that they agree.
 CONFIG_KEY = "fastformers"
@@ -50,6 +54,9 @@ DATASET_IDS: dict[str, tuple[str, str | None]] = {
     "mnli": ("nyu-mll/glue", "mnli"),
     "stsb": ("nyu-mll/glue", "stsb"),
     "boolq": ("google/boolq", None),
+    "squad": ("rajpurkar/squad", None),
+    "squad_v2": ("rajpurkar/squad_v2", None),
+    "conll2003": ("eriktks/conll2003", None),
 }
 
 # Folders other than the model's own that fastformers-hf knows how to load, by the file that marks them.
@@ -161,6 +168,7 @@ class Measurement:
     baseline: bool = False
     compared: str | None = None  # e.g. "5.2x faster than teacher": against a baseline with the same settings
     machine_index: int | None = None
+    points: bool = False  # a quality metric recorded in points (0-100, e.g. SQuAD F1), not as a fraction (0-1)
 
     @property
     def settings_text(self) -> str:
@@ -207,6 +215,8 @@ def _compare(m: Measurement, base: Measurement) -> str | None:
         return f"{m.value / base.value:.2f}x the throughput of {base.variant}"
     if m.kind == "size":
         return f"{base.value / m.value:.2f}x smaller{than}"
+    if m.points:
+        return f"{m.value - base.value:+.2f} points vs {base.variant}"
     return f"{m.value - base.value:+.4g} vs {base.variant}"
 
 
@@ -276,28 +286,11 @@ class Variant:
         return human_size(self.size_bytes)
 
 
-def how_to_use(model_id: str, variants: list[Variant]) -> str:
+def how_to_use(model_id: str, variants: list[Variant], kind: CardKind | None = None) -> str:
+    """The snippet that loads the first variant and uses it as its task kind says (hub_cards/snippets.py)."""
     first = variants[0] if variants else None
-    call = 'classifier("a short sentence to classify")'
-    if first is not None and first.load.startswith("fastformers_hf.load_pruned"):
-        return (f"import huggingface_hub\nfrom transformers import AutoTokenizer, pipeline\n\n"
-                f"from fastformers_hf import load_pruned  # per-layer FFN widths: no config.json can describe them\n\n"
-                f'path = huggingface_hub.snapshot_download("{model_id}")\n'
-                f'classifier = pipeline("text-classification", model=load_pruned(path), '
-                f"tokenizer=AutoTokenizer.from_pretrained(path))\n{call}")
-    if first is not None and first.format.startswith("ONNX"):
-        return (f"from optimum.onnxruntime import ORTModelForSequenceClassification\n"
-                f"from transformers import AutoTokenizer, pipeline\n\n"
-                f"model = {first.load}\n"
-                f'classifier = pipeline("text-classification", model=model, '
-                f'tokenizer=AutoTokenizer.from_pretrained("{model_id}"{_subfolder_arg(first.load)}))\n{call}')
-    return (f"from transformers import pipeline\n\n"
-            f'classifier = pipeline("text-classification", model="{model_id}")\n{call}')
-
-
-def _subfolder_arg(load: str) -> str:
-    m = re.search(r'subfolder="([^"]+)"', load)
-    return f', subfolder="{m.group(1)}"' if m else ""
+    return kind_snippet(model_id, first.load if first else None, first.format if first else None,
+                        kind or CARD_KINDS[DEFAULT_KIND])
 
 
 def human_size(n: int | float) -> str:
@@ -335,17 +328,21 @@ def _onnx_description(folder: Path, onnx_name: str) -> tuple[str, str]:
     return precision, "; ".join(details)
 
 
-def collect_variants(tree: Mapping[str, Path], model_id: str, config: Mapping[str, Any]) -> list[Variant]:
+def collect_variants(tree: Mapping[str, Path], model_id: str, config: Mapping[str, Any],
+                     kind: CardKind | None = None) -> list[Variant]:
+    kind = kind or card_kind(config)
     variants = []
     weights = [p for p in tree if "/" not in p and (p in WEIGHT_FILES or re.fullmatch(r"model-\d+-of-\d+\.safetensors", p))]
     if weights:
         dtype = str(config.get("torch_dtype") or config.get("dtype") or "float32")
-        arch = (config.get("architectures") or ["AutoModelForSequenceClassification"])[0]
-        loader = "AutoModelForSequenceClassification" if "SequenceClassification" in arch else "AutoModel"
+        arch = (config.get("architectures") or [None])[0]
+        loader = kind.auto_model if arch is None or arch.endswith(kind.architecture_suffix) else "AutoModel"
         main = next(p for p in WEIGHT_FILES + tuple(weights) if p in tree)
         size = sum(tree[p].stat().st_size for p in tree if "/" not in p and p.endswith((".safetensors", ".bin")))
         load = f'{loader}.from_pretrained("{model_id}")'
-        if len(set((config.get(CONFIG_KEY) or {}).get("ffn_width_per_layer") or [])) > 1:  # no config can say it
+        if loader == kind.auto_model and remote_code_class(config, kind):  # modeling_fastformers.py rebuilds it
+            load = f'{loader}.from_pretrained("{model_id}", {TRUST_REMOTE_CODE})'
+        elif len(set((config.get(CONFIG_KEY) or {}).get("ffn_width_per_layer") or [])) > 1:  # no config can say it
             load = f'fastformers_hf.load_pruned(huggingface_hub.snapshot_download("{model_id}"))'
         variants.append(Variant("pytorch", main, "PyTorch (transformers)", dtype.replace("torch.", ""), size, load))
     # Graphs at the top or under onnx/ are this model's variants; one elsewhere (e.g. a cascade tier) is not.
@@ -366,7 +363,7 @@ def collect_variants(tree: Mapping[str, Path], model_id: str, config: Mapping[st
             if len(files) > 1:
                 label = f"{label}/{name}"
             variants.append(Variant(label, p, "ONNX (Optimum / ONNX Runtime)", precision, size,
-                                    f"ORTModelForSequenceClassification.from_pretrained({', '.join(args)})", details))
+                                    f"{kind.ort_model}.from_pretrained({', '.join(args)})", details))
     return variants
 
 
@@ -392,6 +389,7 @@ class FastFormersCardData:
     tags: list[str] = field(default_factory=list, metadata={"help": "Extra Hub tags."})
 
     # -- filled from the directory --
+    task_kind: CardKind = field(default_factory=lambda: CARD_KINDS[DEFAULT_KIND])  # the head's task, from config.json
     model_type: str | None = None
     architecture: str | None = None
     source_model: str | None = None
@@ -433,6 +431,7 @@ class FastFormersCardData:
         data.datasets = [data.datasets] if isinstance(data.datasets, str) else list(data.datasets)
 
         record = dict(config.get(CONFIG_KEY) or {})
+        data.task_kind = card_kind(config)
         data.model_type = config.get("model_type")
         data.architecture = (config.get("architectures") or [None])[0]
         data.hidden_size = _first(config, _HIDDEN)
@@ -449,7 +448,7 @@ class FastFormersCardData:
         tree = repo_tree(model_dir, folders)
         shapes = weight_shapes(model_dir)
         data.parameters = sum(_numel(s) for s in shapes.values()) if shapes else None
-        data.variants = collect_variants(tree, data.model_id, config)
+        data.variants = collect_variants(tree, data.model_id, config, data.task_kind)
 
         # ONNX folders in the repo -> their local directory (measurements recorded there belong to that variant)
         onnx_folders = {v.path.rsplit("/", 1)[0]: tree[v.path].parent for v in data.variants
@@ -457,6 +456,8 @@ class FastFormersCardData:
         data.measurements = load_measurement_entries(model_dir)
         for folder, local in sorted(onnx_folders.items()):  # e.g. optimize_for_inference's record of its choice
             data.measurements += [m for m in load_measurement_entries(local) if m not in data.measurements]
+        for m in data.measurements:
+            m.points = m.kind == "quality" and m.metric in data.task_kind.points
         compare_measurements(data.measurements)
         for m in data.measurements:
             if m.machine:
@@ -493,9 +494,21 @@ class FastFormersCardData:
     @property
     def how_to_use(self) -> str:
         """The Python that loads this very model into a ``pipeline``: from its shape (a plain ``from_pretrained``
-        where the config can describe it, ``load_pruned`` for per-layer FFN widths, ONNX Runtime when only graphs
+        where the config can describe it, ``trust_remote_code=True`` where ``config.json``'s ``auto_map`` names
+        ``modeling_fastformers.py``, else ``load_pruned`` for per-layer FFN widths, ONNX Runtime when only graphs
         are pushed). The card tests run it against a Hub."""
-        return how_to_use(self.model_id, self.variants)
+        return how_to_use(self.model_id, self.variants, self.task_kind)
+
+    @property
+    def remote_code(self) -> bool:
+        """The PyTorch weights load with ``trust_remote_code=True``: ``config.json``'s ``auto_map`` points the kind's
+        Auto class to ``modeling_fastformers.py``, which rebuilds the pruned shape."""
+        return any(v.name == "pytorch" and TRUST_REMOTE_CODE in v.load for v in self.variants)
+
+    @property
+    def remote_code_text(self) -> str:
+        """Why the snippet passes ``trust_remote_code=True`` (one sentence; empty when it does not)."""
+        return REMOTE_CODE_NOTE if self.remote_code else ""
 
     @property
     def hub_base_model(self) -> str | None:
@@ -533,14 +546,14 @@ class FastFormersCardData:
             if found is None and not re.fullmatch(r"[\w.-]+", str(m.dataset)):
                 continue
             results.append(EvalResult(
-                task_type="text-classification", task_name="Text Classification",
+                task_type=self.task_kind.pipeline_tag, task_name=self.task_kind.task_name,
                 dataset_type=found[0] if found else str(m.dataset), dataset_name=_dataset_display(m.dataset),
                 dataset_config=found[1] if found else None, dataset_split=m.split,
                 metric_type=m.metric, metric_value=m.value, metric_name=f"{m.metric} ({m.variant})"))
         return results
 
     def tags_for_hub(self) -> list[str]:
-        tags = ["fastformers-hf", "text-classification"]
+        tags = ["fastformers-hf", self.task_kind.pipeline_tag]
         tags += ["distillation"] if self.distillation else []
         tags += ["pruning"] if self.pruning else []
         tags += ["onnx"] if any(v.format.startswith("ONNX") for v in self.variants) else []
@@ -555,7 +568,7 @@ class FastFormersCardData:
         return ModelCardData(
             model_name=self.model_name, base_model=self.hub_base_model, datasets=self.hub_datasets() or None,
             language=self.language, license=self.license or "other", library_name="transformers",
-            pipeline_tag="text-classification", tags=self.tags_for_hub(),
+            pipeline_tag=self.task_kind.pipeline_tag, tags=self.tags_for_hub(),
             metrics=sorted({r.metric_type for r in results}) or None, eval_results=results or None)
 
 

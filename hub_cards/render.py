@@ -23,6 +23,14 @@ def _num(value) -> str:
     return f"{value:.4f}" if abs(value) < 1 else f"{value:.4g}" if abs(value) < 10000 else f"{value:,.0f}"
 
 
+def _quality_value(m) -> str:
+    """A quality number as the card shows it: a fraction (accuracy 0.8957) as before; a metric recorded in points
+    (SQuAD or entity F1, 0-100) with two decimals and its scale, so that 0.85 points never reads as 85%."""
+    if m.points and not m.unit:
+        return f"{m.value:.2f} / 100"
+    return _num(m.value) + (f" {m.unit}" if m.unit else "")
+
+
 def _settings(step: Mapping[str, Any]) -> str:
     """A recipe step's settings as ``key=value`` text (nested records, such as the shape before pruning, are shown
     in their own tables; long lists are cut)."""
@@ -46,8 +54,8 @@ def _metric_keys(rows) -> list[str]:
 
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
-    env.filters.update(num=_num, settings=_settings, machine=machine_text, metric_keys=_metric_keys,
-                       basename=lambda p: Path(str(p).rstrip("/")).name)
+    env.filters.update(num=_num, quality_value=_quality_value, settings=_settings, machine=machine_text,
+                       metric_keys=_metric_keys, basename=lambda p: Path(str(p).rstrip("/")).name)
     env.tests["search"] = lambda value, pattern: pattern in str(value)
     return env
 

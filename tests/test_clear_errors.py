@@ -104,9 +104,14 @@ def _per_layer_ffn(model):
     return prune(model, heads_per_layer=2, ffn_width=[48, 32, 40, 64], method="magnitude")
 
 
+REMOTE_CODE_PIPELINE = 'pipeline("text-classification", model="org/card", trust_remote_code=True)'
+
+
+# Pruned shapes are pushed with modeling_fastformers.py (transformers 5 cannot describe them natively): their
+# snippet loads with trust_remote_code.
 @pytest.mark.parametrize("reshape, loader", [(lambda m: m, "pipeline(\"text-classification\", model=\"org/card\")"),
-                                             (_uniform, "pipeline(\"text-classification\", model=\"org/card\")"),
-                                             (_per_layer_ffn, "load_pruned(path)")],
+                                             (_uniform, REMOTE_CODE_PIPELINE),
+                                             (_per_layer_ffn, REMOTE_CODE_PIPELINE)],
                          ids=["unpruned", "uneven heads, uniform FFN", "per-layer FFN widths"])
 def test_the_card_snippet_loads_that_very_model(reshape, loader, tmp_path, monkeypatch):
     import huggingface_hub.constants

@@ -328,3 +328,80 @@ def test_push_rejects_bad_arguments_before_any_request(built, hub, kwargs, messa
     with pytest.raises(FastFormersError, match=message):
         push_to_hub(built["model_dir"], token=TOKEN, **kwargs)
     assert hub.requests == []
+
+
+# -- pruned shapes that need modeling_fastformers.py -------------------------------------------------------------
+
+REMOTE_LOADER = textwrap.dedent("""
+    import json, sys, torch, transformers
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+    repo, revision, token = sys.argv[1:4]
+    sentences = json.loads(sys.argv[4])
+    kw = dict(revision=revision, token=token, trust_remote_code=True)
+    batch = AutoTokenizer.from_pretrained(repo, revision=revision, token=token)(sentences, padding=True,
+                                                                              return_tensors="pt")
+    model = AutoModelForSequenceClassification.from_pretrained(repo, **kw).eval()
+    with torch.no_grad():
+        logits = model(**batch).logits
+    pipe = pipeline("text-classification", model=repo, **kw)
+    print(json.dumps({"version": transformers.__version__, "module": type(model).__module__,
+                      "pipeline_module": type(pipe.model).__module__, "pytorch": logits.tolist(),
+                      "pipeline": pipe(sentences)}))
+""")
+VENV5_PYTHON = Path(os.environ.get("FASTFORMERS_VENV5", "/work/venv5")) / "bin" / "python"
+
+
+@pytest.mark.filterwarnings("ignore:.*no recorded measurements:UserWarning")
+@pytest.mark.parametrize("saved_with", ["save_model_folder", "save_pretrained"])
+def test_a_pruned_shape_is_pushed_with_its_modeling_file_and_loads_with_trust_remote_code(hub, tmp_path, saved_with,
+                                                                                        caplog):
+    from fastformers_hf import prune
+    from fastformers_hf.hub_code import TEMPLATE, save_model_folder
+    from fastformers_hf.pruning import load_pruned
+
+    model = prune(tiny_model("bert", seed=0), heads_per_layer=[2, 4, 3, 4], ffn_width=48, method="magnitude")
+    folder = tmp_path / "pruned"
+    if saved_with == "save_model_folder":  # the folder has modeling_fastformers.py and auto_map already
+        save_model_folder(model, folder, tiny_tokenizer())
+    else:  # it lacks them: the push adds them to the commit (and says so), the folder stays as it is
+        model.save_pretrained(folder)
+        tiny_tokenizer().save_pretrained(folder)
+    before = _digest(folder)
+    with caplog.at_level("WARNING", logger="fastformers_hf"):
+        push_to_hub(folder, "org/pruned-remote", token=TOKEN)
+    added = [r.getMessage() for r in caplog.records if "add_remote_code" in r.getMessage()]
+    assert bool(added) == (saved_with == "save_pretrained"), added
+    assert _digest(folder) == before
+    loads_with = verify_model_dir(folder)["loads_with"]
+    assert loads_with.startswith(
+        "transformers.AutoModelForSequenceClassification.from_pretrained(..., trust_remote_code=True)"), loads_with
+    assert _digest(folder) == before
+
+    files = hub.files("org/pruned-remote")
+    assert files["modeling_fastformers.py"]["data"] == TEMPLATE.read_bytes()
+    config = json.loads(files["config.json"]["data"])
+    assert config["auto_map"] == {
+        "AutoModelForSequenceClassification": "modeling_fastformers.BertForSequenceClassification"}
+    card = files["README.md"]["data"].decode()
+    assert 'pipeline("text-classification", model="org/pruned-remote", trust_remote_code=True)' in card
+    assert 'AutoModelForSequenceClassification.from_pretrained("org/pruned-remote", trust_remote_code=True)' in card
+
+    batch = tiny_tokenizer()(SENTENCES, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        expected = load_pruned(folder)(**batch).logits.numpy()
+    pythons = [sys.executable] + ([str(VENV5_PYTHON)] if VENV5_PYTHON.exists() else [])  # 4.x here, 5.x there
+    for i, python in enumerate(pythons):
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("HF_", "HUGGINGFACE_", "TRANSFORMERS_", "PYTHON", "VIRTUAL_ENV"))}
+        env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / f"hf-home-{i}"),
+                   HF_HUB_DISABLE_XET="1", HF_HUB_DISABLE_TELEMETRY="1", TOKENIZERS_PARALLELISM="false",
+                   OMP_NUM_THREADS="1")
+        out = subprocess.run([python, "-c", REMOTE_LOADER, "org/pruned-remote", "main", TOKEN, json.dumps(SENTENCES)],
+                             env=env, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, (python, out.stderr[-3000:])
+        got = json.loads(out.stdout.strip().splitlines()[-1])
+        assert got["module"].endswith("modeling_fastformers") and got["pipeline_module"].endswith(
+            "modeling_fastformers"), got
+        np.testing.assert_allclose(np.array(got["pytorch"]), expected, rtol=0, atol=1e-5, err_msg=got["version"])
+        assert [p["label"] for p in got["pipeline"]] == [("negative", "positive")[int(np.argmax(r))] for r in expected]

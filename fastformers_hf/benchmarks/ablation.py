@@ -31,6 +31,7 @@ from .ablation_config import BOOLQ_DEV_QUERIES, INT8_CANDIDATES, PAPER, Ablation
 from .ablation_report import checks, markdown_table, multi_instance_ratio, plot, render_markdown  # noqa: F401
 from .ablation_steps import (Step, boolq_like_pairs, chain_rows, encoder, in_process_step, measure,  # noqa: F401
                              rapl_available, server_step, stratified)
+from ..hub_code import save_model_folder
 from ..utils.io import atomic_output_dir, claim_output_dir, read_json, write_json
 from ..shape_record import shape_of
 
@@ -42,8 +43,7 @@ logger = logging.getLogger(__name__)
 
 def _save_model(model, tokenizer, path: Path) -> Path:
     with atomic_output_dir(path) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        save_model_folder(model, tmp, tokenizer)
     return path
 
 
@@ -185,8 +185,7 @@ def _distilled_student(config: AblationConfig, out: Path, teacher, tokenizer) ->
                                   train_dataset=train, processing_class=tokenizer)
     trainer.train()
     with atomic_output_dir(path) as tmp:
-        trainer.model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        save_model_folder(trainer.model, tmp, tokenizer)
         write_json(tmp / "stage.json", {"wall_s": time.perf_counter() - start, "steps": config.distil_steps})
     return path
 
@@ -222,8 +221,7 @@ def _pruned_student(config: AblationConfig, out: Path, student_dir: Path, teache
                                   train_dataset=train, processing_class=tokenizer)
     trainer.train()
     with atomic_output_dir(path) as tmp:
-        trainer.model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        save_model_folder(trainer.model, tmp, tokenizer)
         write_json(tmp / "stage.json", {"wall_s": time.perf_counter() - start, "steps": config.redistil_steps,
                                         "train_sentences": n_train, "scoring_examples": config.scoring_examples})
     load_pruned(path)  # fail here, not in the timing, if it does not load back

@@ -42,6 +42,15 @@ def sample_lengths(args: PlanArguments, tokenizer) -> list[int]:
     data = load_task_data(args.data, args.task)
     split = data["validation"] if "validation" in data else data["train"]
     split = split.shuffle(seed=0).select(range(min(args.num_samples, len(split))))
+    if task.kind == "question_answering":  # what the model runs on: the strided windows of each context
+        from ..tasks.question_answering import DEFAULT_DOC_STRIDE, DEFAULT_MAX_LENGTH, encode_windows
+
+        windows = encode_windows(tokenizer, split["question"], split["context"], DEFAULT_MAX_LENGTH,
+                                 DEFAULT_DOC_STRIDE)
+        return [len(ids) for ids in windows["input_ids"]]
+    if task.kind == "token_classification":  # sentences given as words
+        return [len(ids) for ids in tokenizer(split["tokens"], is_split_into_words=True, truncation=True,
+                                               max_length=512)["input_ids"]]
     texts = [list(split[f]) for f in task.text_fields]
     return [len(ids) for ids in tokenizer(*texts, truncation=True, max_length=512)["input_ids"]]
 

@@ -94,9 +94,10 @@ def main(argv=None) -> int:
                   parameters_before=before, parameters_after=sum(p.numel() for p in model.parameters()))
     if dev is not None:
         report["accuracy_after"] = _accuracy(model, tokenizer, dev, task, args.max_length)
+    from ..hub_code import save_model_folder
+
     with atomic_output_dir(args.output_dir, "prune", inputs, args.overwrite_output_dir) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        save_model_folder(model, tmp, tokenizer)  # with the modeling file transformers 5 needs for pruned heads
         (tmp / "pruning_report.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
     print(f"saved to {args.output_dir}; re-distil it from {args.model_name_or_path} to win back accuracy "

@@ -36,8 +36,14 @@ def main(argv=None) -> int:
     fields = {k: v for k, v in dict(license=args.license, language=args.language).items() if v}
     if args.dry_run:
         record = verify_model_dir(args.model_dir)
-        print(render_card(args.model_dir, folders={"onnx": args.onnx_dir} if args.onnx_dir else None,
-                          model_id=args.repo_id, **fields))
+        import tempfile
+
+        from ..hub_checks import card_preview_source
+
+        with tempfile.TemporaryDirectory() as staging:  # the card the push would commit
+            print(render_card(card_preview_source(args.model_dir, staging),
+                              folders={"onnx": args.onnx_dir} if args.onnx_dir else None, model_id=args.repo_id,
+                              **fields))
         print(f"\n[dry run] {args.model_dir} checks out (loads with {record['loads_with']}); nothing was pushed.")
         return 0
     url = push_to_hub(args.model_dir, args.repo_id, private=args.private, token=args.token, revision=args.revision,

@@ -9,15 +9,17 @@ from ..errors import FastFormersError
 from ..inference.runners import Features
 
 
-# Kinds whose outputs are per position, checked position by position (on random inputs only, for now): what the
-# argmax of each output picks, as the report words it.
+# Kinds whose outputs are per position, checked position by position on random inputs (and, given an eval split,
+# scored by their task's metric: onnx/task_metric.py): what the argmax of each output picks, as the report words it.
 PER_POSITION = {"token_classification": "the label of every token",
                 "question_answering": "the start and the end index"}
 
 
 def check_eval_supported(kind, eval_dataset) -> None:
-    """Refuse an eval set for a kind whose metric the variant choice does not compute yet."""
-    if eval_dataset is not None and kind.name in PER_POSITION:
+    """Refuse an eval set for a per-position kind whose task metric the variant choice does not compute."""
+    from .task_metric import scored_by_task_metric
+
+    if eval_dataset is not None and kind.name in PER_POSITION and not scored_by_task_metric(kind):
         raise FastFormersError(f"an eval set for {kind.name} is not supported by the variant choice yet; pass none "
                                "to check against PyTorch on random inputs.")
 

@@ -1,6 +1,7 @@
 """The inputs the variant choice checks and times: the user's eval set (tokenised one example at a time, batch 1)
-or, without one, a random-token sample of the model's vocabulary. Eval sets are for classification kinds; the
-random sample serves every kind (token classification and question answering are checked on it only, for now)."""
+or, without one, a random-token sample of the model's vocabulary. For question answering and token classification
+an eval set is scored by the task's F1 (:mod:`~fastformers_hf.onnx.task_metric`), while outputs are still compared
+on the random sample; the random sample serves every kind."""
 from __future__ import annotations
 
 from typing import Mapping

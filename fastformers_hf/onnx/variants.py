@@ -5,7 +5,8 @@ so we build the candidates of :data:`~fastformers_hf.onnx.config.VARIANTS`, chec
 (largest logit difference, label agreement, accuracy on the eval set), time them at batch 1 with the runs of all
 candidates interleaved, and keep the fastest one within the tolerance. Every number goes into the output folder.
 Token classification and question answering are checked output by output and position by position (the argmax
-label of every token; the argmax start and end index) on random inputs; an eval set for them is refused for now.
+label of every token; the argmax start and end index) on random inputs; given a raw eval split (SQuAD / CoNLL
+columns) the tolerance applies to their task's F1 on it instead (:mod:`~fastformers_hf.onnx.task_metric`).
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from .examples import eval_examples, random_examples
 from .export import export_onnx, optimize_onnx
 from .graph import inference_session, model_size_bytes, record_step
 from .quantize import quantize_onnx
+from .task_metric import scored_by_task_metric, task_scorer
 from ..measurements import machine_text
 from ..utils.timing import time_interleaved
 
@@ -109,6 +111,10 @@ class VariantResult:
     # Kinds with several or per-position outputs: {output: {"max_abs_diff", "agreement", "compared"}}; None (and
     # left out of the report) for classification.
     per_output: dict[str, dict[str, float]] | None = None
+    # Kinds scored by their task's metric on an eval split (task_metric.py): all its metrics, and the headline's
+    # drop versus PyTorch in points; None (and left out of the report) otherwise.
+    metrics: dict[str, float] | None = None
+    metric_drop_points: float | None = None
 
 
 @dataclass
@@ -124,30 +130,37 @@ class VariantChoice:
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         for r in out["results"]:
-            if r.get("per_output") is None:
-                r.pop("per_output", None)  # classification reports keep their fields
+            for key in ("per_output", "metrics", "metric_drop_points"):
+                if r.get(key) is None:
+                    r.pop(key, None)  # classification reports keep their fields
         return out
 
     def result(self, name: str) -> VariantResult:
         return next(r for r in self.results if r.name == name)
 
     def table(self) -> str:
-        """A Markdown table of all variants (the chosen one marked)."""
-        rows = ["| variant | kept | loss (points) | max logit diff | label agreement | mean ms | p99 ms | speed-up "
-                "| MB |",
-                "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-        ref = self.reference
-        if ref.get("latency") is not None:
-            rows.append(f"| pytorch fp32 | reference | 0 | 0 | 1.000 | {ref['latency']['mean_ms']:.2f} | "
-                        f"{ref['latency']['p99_ms']:.2f} | 1.00x | {ref['size_bytes'] / 1e6:.1f} |")
-        for r in self.results:
-            def f(x, fmt):
-                return "-" if x is None else format(x, fmt)
+        """A Markdown table of all variants (the chosen one marked); kinds scored by a task metric get its column."""
+        ref, metric = self.reference, self.reference.get("metric")
+        head = f"{metric} | loss ({metric} points)" if metric else "loss (points)"
+        rows = [f"| variant | kept | {head} | max logit diff | label agreement | mean ms | p99 ms | speed-up | MB |",
+                "| --- | --- | --- | --- | --- | --- | --- | --- | --- |" + (" --- |" if metric else "")]
 
+        def f(x, fmt):
+            return "-" if x is None else format(x, fmt)
+
+        def score(metrics):  # the metric's cell, when there is a metric column
+            return f"{f((metrics or {}).get(metric), '.2f')} | " if metric else ""
+
+        if ref.get("latency") is not None:
+            rows.append(f"| pytorch fp32 | reference | {score(ref.get('metrics'))}0 | 0 | 1.000 | "
+                        f"{ref['latency']['mean_ms']:.2f} | {ref['latency']['p99_ms']:.2f} | 1.00x | "
+                        f"{ref['size_bytes'] / 1e6:.1f} |")
+        for r in self.results:
             mark = "**chosen**" if r.name == self.chosen else ("yes" if r.passed else "no: " + "; ".join(r.reasons))
-            rows.append(f"| {r.name} | {mark} | {f(r.loss_points, '.2f')} | {f(r.max_logit_diff, '.2e')} | "
-                        f"{f(r.label_agreement, '.3f')} | {f(r.latency.get('mean_ms'), '.2f')} | "
-                        f"{f(r.latency.get('p99_ms'), '.2f')} | {f(r.speedup_vs_pytorch, '.2f')}x | "
+            rows.append(f"| {r.name} | {mark} | {score(r.metrics)}{f(r.loss_points, '.2f')} | "
+                        f"{f(r.max_logit_diff, '.2e')} | {f(r.label_agreement, '.3f')} | "
+                        f"{f(r.latency.get('mean_ms'), '.2f')} | {f(r.latency.get('p99_ms'), '.2f')} | "
+                        f"{f(r.speedup_vs_pytorch, '.2f')}x | "
                         f"{f(r.size_bytes and r.size_bytes / 1e6, '.1f')} |")
         return "\n".join(rows)
 
@@ -167,8 +180,10 @@ def choose_variant(model, tokenizer, candidates: Mapping[str, Path | str], eval_
     (:func:`pick_variant`: near-ties in speed go to the more accurate).
 
     ``candidates`` maps names to ONNX directories (as from :func:`build_candidates`). Accuracy is checked on
-    ``eval_dataset``; timing uses ``config.sample_size`` inputs of ``latency_dataset`` when given (inputs shaped
-    like the traffic to serve, no labels needed), else of the eval data. Raises FastFormersError, showing every
+    ``eval_dataset``; for question answering / token classification it is a raw SQuAD / CoNLL split and the
+    tolerance applies to the drop in its F1 (outputs are still compared on random inputs); timing uses
+    ``config.sample_size`` inputs of ``latency_dataset`` when given (inputs shaped like the traffic to serve, no
+    labels needed), else of the eval data (the random inputs for a raw split). Raises FastFormersError, showing every
     candidate's numbers, when none is within the tolerance.
     """
     import torch
@@ -181,13 +196,17 @@ def choose_variant(model, tokenizer, candidates: Mapping[str, Path | str], eval_
     kind = kind_of(model)
     check_eval_supported(kind, eval_dataset)
     positional = kind.name in PER_POSITION
-    if eval_dataset is not None:
+    scorer = (task_scorer(kind, eval_dataset, tokenizer, config, getattr(model.config, "id2label", None))
+              if eval_dataset is not None and scored_by_task_metric(kind) else None)  # QA / NER: their task's F1
+    unit = scorer.metric if scorer is not None else "accuracy"  # what the tolerance's points are points of
+    if eval_dataset is not None and scorer is None:
         features, labels, data = eval_examples(eval_dataset, tokenizer, config, getattr(model.config, "label2id", None),
                                                name=config.data_name)
     else:
         features = random_examples(tokenizer, config.sample_size, config.max_length, config.seed)
         labels, data = None, f"random tokens ({len(features)} examples, lengths 8-{config.max_length})"
     timing_pool, timing_data = features, data
+    compared_on, data = data, (scorer.describe() if scorer is not None else data)
     if latency_dataset is not None:
         timing_pool, _, timing_data = eval_examples(latency_dataset, tokenizer,
                                                     dataclasses.replace(config, max_eval_samples=None),
@@ -205,6 +224,8 @@ def choose_variant(model, tokenizer, candidates: Mapping[str, Path | str], eval_
             ref_outputs = [as_tuple(pt(f)) for f in features]
             reference: dict[str, Any] = {"accuracy": None, "kind": kind.name, "outputs": list(kind.outputs),
                                          "agreement_of": PER_POSITION[kind.name]}
+            if scorer is not None:  # agreement stays measured on the random inputs, the tolerance is on the F1
+                reference.update(metric=scorer.metric, metrics=scorer.score(model), compared_on=compared_on)
         else:
             pt = pytorch_runner(model)
             ref_logits = run_all(pt, features)  # (N, num_labels)
@@ -226,17 +247,21 @@ def choose_variant(model, tokenizer, candidates: Mapping[str, Path | str], eval_
                 logits = run_all(run, features)
                 r.max_logit_diff = float(np.abs(logits - ref_logits).max())
                 r.label_agreement = float((logits.argmax(-1) == ref_pred).mean())
-            if labels is not None:  # (classification only: other kinds refuse an eval set)
+            if scorer is not None:
+                r.metrics = scorer.score(session)
+                r.metric_drop_points = scorer.points(reference["metrics"]) - scorer.points(r.metrics)
+                r.loss_points = r.metric_drop_points
+            elif labels is not None:  # classification
                 r.accuracy = float((logits.argmax(-1) == labels).mean())
                 r.accuracy_drop_points = 100 * (reference["accuracy"] - r.accuracy)
                 r.loss_points = r.accuracy_drop_points
             else:
                 r.loss_points = 100 * (1 - r.label_agreement)
             if r.loss_points > config.tolerance + 1e-9:
-                measured_as = ("eval accuracy" if labels is not None else
+                measured_as = (f"eval {unit}" if scorer is not None or labels is not None else
                                f"{PER_POSITION[kind.name]} disagreeing with PyTorch" if positional else
                                "predictions that disagree with PyTorch")
-                r.reasons.append(f"loses {r.loss_points:.2f} accuracy points ({measured_as}), "
+                r.reasons.append(f"loses {r.loss_points:.2f} {unit} points ({measured_as}), "
                                  f"tolerance {config.tolerance}")
             if not is_quantized(name) and r.max_logit_diff > config.fp32_atol:
                 r.reasons.append(
@@ -267,7 +292,7 @@ def choose_variant(model, tokenizer, candidates: Mapping[str, Path | str], eval_
                            other_cpu_load=load_seen, machine=machine_description())
     if not kept:
         raise FastFormersError(
-            f"no ONNX variant is within the tolerance of {config.tolerance} accuracy points on {data}:\n"
+            f"no ONNX variant is within the tolerance of {config.tolerance} {unit} points on {data}:\n"
             f"{choice.table()}\nRaise the tolerance, add fp32 candidates, or check the model.")
     return choice
 
@@ -283,6 +308,8 @@ def _record(save_dir: Path, choice: VariantChoice) -> None:
                            variant="pytorch", **timed)
     if choice.reference.get("accuracy") is not None:
         record_measurement(save_dir, "accuracy", choice.reference["accuracy"], variant="pytorch", **common)
+    for metric, value in (choice.reference.get("metrics") or {}).items():  # QA / NER: their task's metrics
+        record_measurement(save_dir, metric, value, variant="pytorch", **common)
     # Every candidate as "onnx-<name>"; the chosen one (the graph in this folder) once more as plain "onnx".
     chosen = choice.result(choice.chosen)
     for r, variant in [*((r, f"onnx-{r.name}") for r in choice.results), (chosen, "onnx")]:
@@ -291,6 +318,8 @@ def _record(save_dir: Path, choice: VariantChoice) -> None:
             record_measurement(save_dir, "latency_p99_ms", r.latency["p99_ms"], unit="ms", variant=variant, **timed)
         if r.accuracy is not None:
             record_measurement(save_dir, "accuracy", r.accuracy, variant=variant, **common)
+        for metric, value in (r.metrics or {}).items():
+            record_measurement(save_dir, metric, value, variant=variant, **common)
         if r.max_logit_diff is not None:
             record_measurement(save_dir, "max_logit_diff", r.max_logit_diff, variant=variant, **common)
             record_measurement(save_dir, "label_agreement", r.label_agreement, variant=variant, **common)
@@ -311,9 +340,11 @@ def optimize_for_inference(model_or_dir, save_dir: str | os.PathLike, eval_datas
     ``eval_dataset`` (a Dataset of raw text + labels, or tokenised) is the data the choice is measured on; without
     it a random-token sample stands in and the tolerance applies to disagreement with PyTorch. ``latency_dataset``
     (optional, no labels needed) is what the variants are timed on, e.g. inputs with production lengths. ``tolerance``
-    (accuracy points) overrides ``config.tolerance``. ``save_dir`` gets the chosen graph, tokenizer, config,
-    ``onnx_variants.json``/``.md`` (every candidate's numbers and the choice) and the measurements file. Candidates
-    are built in ``work_dir`` (kept) or a temporary folder (removed). Returns ``save_dir``.
+    (accuracy points; F1 points for question answering / token classification, whose ``eval_dataset`` is a raw
+    SQuAD / CoNLL split, e.g. ``load_task_data(path, "squad")["validation"]``) overrides ``config.tolerance``.
+    ``save_dir`` gets the chosen graph, tokenizer, config, ``onnx_variants.json``/``.md`` (every candidate's
+    numbers and the choice) and the measurements file. Candidates are built in ``work_dir`` (kept) or a temporary
+    folder (removed). Returns ``save_dir``.
     """
     config = config or VariantChoiceConfig()
     if tolerance is not None:
@@ -328,7 +359,10 @@ def optimize_for_inference(model_or_dir, save_dir: str | os.PathLike, eval_datas
     from ..tasks.kinds import kind_of
 
     check_eval_supported(kind_of(model), eval_dataset)  # before the slow part
-    if eval_dataset is not None:  # fail on bad data before the slow part
+    if eval_dataset is not None and scored_by_task_metric(kind_of(model)):  # fail on bad data before the slow part
+        task_scorer(kind_of(model), eval_dataset, tokenizer, dataclasses.replace(config, max_eval_samples=1),
+                    getattr(model.config, "id2label", None))
+    elif eval_dataset is not None:
         eval_examples(eval_dataset, tokenizer, dataclasses.replace(config, max_eval_samples=1),
                       getattr(model.config, "label2id", None))
 
@@ -346,9 +380,10 @@ def optimize_for_inference(model_or_dir, save_dir: str | os.PathLike, eval_datas
                 write_json(out / SESSION_FILE, {"variant": choice.chosen, "disabled_optimizers": list(disabled)})
             write_json(out / REPORT_FILE, choice.to_dict())
             (out / REPORT_MD).write_text(
-                f"# ONNX variant choice\n\nChosen: **{choice.chosen}** (fastest within {config.tolerance} accuracy "
-                f"points of PyTorch fp32; variants within {100 * config.speed_margin:g}% of the fastest latency count "
-                f"as equally fast and the most accurate of them wins), checked on {choice.data}, timed on "
+                f"# ONNX variant choice\n\nChosen: **{choice.chosen}** (fastest within {config.tolerance} "
+                f"{choice.reference.get('metric', 'accuracy')} points of PyTorch fp32; variants within "
+                f"{100 * config.speed_margin:g}% of the fastest latency count as equally fast and the most accurate "
+                f"of them wins), checked on {choice.data}, timed on "
                 f"{choice.reference['timed_on']}, batch 1, {config.session.intra_op_num_threads} thread(s), other processes using "
                 f"{choice.other_cpu_load['other_load_cores']} cores. Machine: {machine_text(choice.machine)}.\n\n"
                 f"{choice.table()}\n", encoding="utf-8")

@@ -12,22 +12,18 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
 from .config import CompressConfig, parse_target
+from .final import SERVING_BATCH_SIZE, STAGE_FILE, format_summary, measure_final  # noqa: F401 (public here)
 from ..errors import FastFormersError
+from ..hub_code import save_model_folder
 from ..utils.quiet import dropped_log_records
-from ..utils.io import OUTPUT_RECORD, atomic_output_dir, check_output_dir, claim_output_dir, read_json, write_json
+from ..utils.io import atomic_output_dir, check_output_dir, claim_output_dir, read_json, write_json
 
-STAGE_FILE = "stage.json"
-# The final table's serving setting: one request at a time. Accuracy is measured in it too, because dynamic int8
-# answers move with batch padding: an accuracy from another batch size would not be the timed model's.
-SERVING_BATCH_SIZE = 1
+EVAL_BATCH_SIZE = 64  # scoring stages in PyTorch: batched, dynamic length
 
 
 class CompressPipeline:
@@ -67,18 +63,25 @@ class CompressPipeline:
             if isinstance(value, int) and not 1 <= value <= limit:
                 raise FastFormersError(f"{name}={value} is impossible: the teacher has {limit} per layer; keep 1..{limit}.")
         task = get_task(c.task)
+        self._check_teacher_kind(tconf, task)
         if c.data:
             data = load_task_data(c.data, c.task)
             for split in ("train", "validation"):
                 if split not in data:
-                    raise FastFormersError(f"{c.data} has no {split} split (train.tsv / dev.tsv).")
-                check_columns(data[split], list(task.text_fields) + [task.label_field], f"{split} split of {c.data}")
+                    raise FastFormersError(f"{c.data} has no {split} split (train.tsv / dev.tsv; train.json / "
+                                           "dev.json for squad; train.txt / dev.txt for conll2003).")
+                if task.loader is None:  # the task's own loader checked its format already
+                    check_columns(data[split], list(task.text_fields) + [task.label_field],
+                                  f"{split} split of {c.data}")
             rows = {k: len(v) for k, v in data.items()}
             n_train = min(rows["train"], c.max_train_samples or rows["train"])
             if c.prunes and not 1 <= c.scoring_examples < n_train:
                 raise FastFormersError(f"scoring_examples={c.scoring_examples} must be between 1 and {n_train - 1}: "
                                        f"the train split of {c.data} has {n_train} rows to use; pass a smaller "
                                        "--scoring_examples.")
+        elif task.kind != "sequence_classification":
+            raise FastFormersError(f"task {c.task!r} needs --data (generated data is sentiment classification only): "
+                                   f"a folder of {c.task} files or a Hub dataset id.")
         else:
             rows = {"train": c.max_train_samples or 4800, "validation": c.max_eval_samples or 500, "data": "generated"}
         for module, extra in (("optimum.onnxruntime", "onnx"), ("onnxruntime", "onnx")):
@@ -91,7 +94,22 @@ class CompressPipeline:
         stages = ["0-teacher"] * bool(c.teacher_fine_tune_steps) + ["1-distill"] + \
             (["2-prune", "3-redistill"] if self.config.prunes else []) + ["4-onnx", "5-final"] + ["6-push"] * c.push_to_hub
         return {"teacher": {"model_type": tconf.model_type, "layers": n_layers, "heads": n_heads, "ffn": ffn},
-                "rows": rows, "stages": stages}
+                "task": {"name": c.task, "kind": task.kind}, "rows": rows, "stages": stages}
+
+    def _check_teacher_kind(self, tconf, task) -> None:
+        """A fine-tuned teacher must have the task's head; a model to fine-tune first (0-teacher) gets it."""
+        if self.config.teacher_fine_tune_steps:
+            return
+        from ..tasks.kinds import kind_of
+
+        try:
+            kind = kind_of(tconf).name
+        except FastFormersError:
+            kind = (tconf.architectures or ["a model without a task head"])[0]
+        if kind != task.kind and {kind, task.kind} != {"regression", "sequence_classification"}:
+            raise FastFormersError(f"the teacher {self.config.model_name_or_path!r} is {kind}, but task "
+                                   f"{self.config.task!r} needs a {task.kind} model: pass a teacher fine-tuned for "
+                                   "it, or --teacher_fine_tune_steps N to fine-tune this one first.")
 
     # -- stage machinery -----------------------------------------------------------------------------------------
 
@@ -127,10 +145,12 @@ class CompressPipeline:
         c = self.config
         summary = self.validate()  # first: a missing or wrong setting is reported before the imports below (seconds)
         import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoConfig, AutoTokenizer
 
-        from ..tasks.data import get_task, load_task_data, tokenize
+        from ..distillation.student import load_model
+        from ..inference.evaluation import evaluation_for
         from ..pruning import held_out_split
+        from ..tasks.data import get_task, load_task_data, tokenize_task
 
         claim_output_dir(self.out, "compress", [c.model_name_or_path, c.data], c.overwrite_output_dir)
         torch.set_num_threads(max(1, c.threads))
@@ -146,13 +166,19 @@ class CompressPipeline:
             data_name = "generated-sentiment" + "-hard" * c.generated_hard + \
                 (f"-noise{c.generated_label_noise:g}" if c.generated_label_noise else "")
         self.data_name, self.raw, self.task = data_name, raw, task
+        self.evaluation = evaluation_for(task.kind)
         data_settings = c.settings("data", "task", "max_length", "max_train_samples", "max_eval_samples", "seed")
+        if task.kind == "question_answering":  # other kinds: fingerprints as before
+            data_settings["doc_stride"] = c.doc_stride
         if not c.data and (c.generated_hard or c.generated_label_noise):  # other data: fingerprints as before
             data_settings.update(c.settings("generated_hard", "generated_label_noise"))
 
         teacher_dir = Path(c.model_name_or_path) if Path(c.model_name_or_path).exists() else c.model_name_or_path
         tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
-        data = tokenize(raw, tokenizer, task.text_fields, task.label_field, c.max_length)
+        # Token labels index the teacher's id2label; a teacher fine-tuned here takes the data's tag order.
+        label_names = (AutoConfig.from_pretrained(teacher_dir).id2label
+                       if task.kind == "token_classification" and not c.teacher_fine_tune_steps else None)
+        data = tokenize_task(raw, tokenizer, task, c.max_length, c.doc_stride, label_names=label_names)
         self.tokenizer, self.data = tokenizer, data
 
         if c.teacher_fine_tune_steps:
@@ -162,7 +188,7 @@ class CompressPipeline:
                                      lambda tmp: self._fine_tune_teacher(tmp, teacher_dir))
         else:
             self._fingerprint = hashlib.sha256(json.dumps([str(teacher_dir), data_settings]).encode()).hexdigest()
-        teacher = AutoModelForSequenceClassification.from_pretrained(teacher_dir).eval()
+        teacher = load_model(teacher_dir).eval()  # the head its config names
         self.teacher, self.teacher_dir = teacher, teacher_dir
 
         train, scoring = data["train"], None
@@ -204,35 +230,56 @@ class CompressPipeline:
                                   temperature=c.temperature, logging_steps=50, save_strategy="no", report_to=[],
                                   dataloader_pin_memory=False, seed=c.seed, **kw)
 
-    def _fine_tune_teacher(self, tmp: Path, source) -> dict:
-        from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
+    def _collator(self):
+        """The kind's padding collator (token labels padded with -100; span positions kept)."""
+        import transformers
 
-        c, names = self.config, self.task.label_names
-        labels = {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
-        with dropped_log_records("transformers.modeling_utils", _only_a_new_classifier_head):
-            model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=len(names), **labels)
+        from ..distillation.losses import loss_for
+        from ..tasks.kinds import get_kind
+
+        return getattr(transformers, loss_for(get_kind(self.task.kind)).collator)(self.tokenizer)
+
+    def _fine_tune_teacher(self, tmp: Path, source) -> dict:
+        from transformers import Trainer, TrainingArguments
+
+        from ..tasks.kinds import get_kind
+
+        c, kind = self.config, get_kind(self.task.kind)
+        names = self._label_names()
+        labels = {"num_labels": len(names), "id2label": dict(enumerate(names)),
+                  "label2id": {n: i for i, n in enumerate(names)}} if names else {}
+        with dropped_log_records("transformers.modeling_utils", _only_a_new_head):
+            model = kind.model_class().from_pretrained(source, **labels)
         args = TrainingArguments(output_dir=str(tmp / "trainer"), max_steps=c.teacher_fine_tune_steps,
                                  learning_rate=5e-5 if c.learning_rate == 1e-4 else c.learning_rate,
                                  per_device_train_batch_size=c.per_device_train_batch_size, warmup_ratio=0.06,
                                  save_strategy="no", report_to=[], dataloader_pin_memory=False, seed=c.seed,
                                  logging_steps=50)
-        from transformers import Trainer as _Trainer  # noqa: F401 (kept explicit for readers)
-
-        Trainer(model=model, args=args, train_dataset=self.data["train"], processing_class=self.tokenizer).train()
-        model.save_pretrained(tmp)
-        self.tokenizer.save_pretrained(tmp)
+        Trainer(model=model, args=args, train_dataset=self.data["train"], processing_class=self.tokenizer,
+                data_collator=self._collator()).train()
+        save_model_folder(model, tmp, self.tokenizer)
         shutil.rmtree(tmp / "trainer", ignore_errors=True)
-        return {"accuracy": self._accuracy_pytorch(model)}
+        return self._scored(model)
+
+    def _label_names(self) -> list[str]:
+        """Label names of a head made here: the task's (classification) or the data's tags (NER); none for QA."""
+        if self.task.kind == "token_classification":
+            from ..tasks.conll import label_names
+
+            return label_names(self.raw["train"])
+        return list(self.task.label_names)
 
     def _with_teacher_logits(self, train):
+        from ..distillation.losses import loss_for
         from ..distillation.trainer import cache_teacher_logits
+        from ..tasks.kinds import kind_of
 
-        cache = self.out / "cache" / f"teacher-logits-{self._fingerprint[:16]}-{len(train)}.npy"
+        suffix = ".npz" if loss_for(kind_of(self.teacher)).per_position else ".npy"  # per-position: float16 rows
+        cache = self.out / "cache" / f"teacher-logits-{self._fingerprint[:16]}-{len(train)}{suffix}"
         return cache_teacher_logits(self.teacher, train, self.tokenizer, batch_size=128, cache_file=cache)
 
     def _distil(self, tmp: Path, start_dir, train, steps: int) -> dict:
         from ..distillation.trainer import DistillationTrainer
-        from ..tasks.metrics import compute_metrics
         from ..utils.model_folder import load_pytorch_model
         from ..distillation.student import make_student
 
@@ -240,14 +287,11 @@ class CompressPipeline:
         student = (load_pytorch_model(start_dir) if start_dir else
                    make_student(self.teacher, num_layers=c.student_layers, hidden_act=c.student_hidden_act))
         trainer = DistillationTrainer(model=student, args=self._train_args(tmp, steps), train_dataset=train,
-                                      eval_dataset=self.data["validation"], processing_class=self.tokenizer,
-                                      compute_metrics=compute_metrics)
+                                      processing_class=self.tokenizer)
         trainer.train()
-        metrics = trainer.evaluate()
-        student.save_pretrained(tmp)
-        self.tokenizer.save_pretrained(tmp)
+        save_model_folder(student, tmp, self.tokenizer)
         shutil.rmtree(tmp / "trainer", ignore_errors=True)
-        return {"accuracy": metrics["eval_accuracy"], "parameters": sum(p.numel() for p in student.parameters()),
+        return {**self._scored(student), "parameters": sum(p.numel() for p in student.parameters()),
                 "train_loss": next((h["train_loss"] for h in reversed(trainer.state.log_history) if "train_loss" in h),
                                    None)}
 
@@ -257,15 +301,14 @@ class CompressPipeline:
 
         c = self.config
         model = load_pytorch_model(student_dir)
-        loader = scoring_dataloader(scoring, self.tokenizer, model=model)
+        loader = scoring_dataloader(scoring, self.tokenizer, model=model)  # the task's own loss scores units
         prune(model, heads_per_layer=parse_target(c.heads_per_layer), ffn_width=parse_target(c.ffn_width),
               method=c.pruning_method, dataloader=loader)
-        model.save_pretrained(tmp)
-        self.tokenizer.save_pretrained(tmp)
+        save_model_folder(model, tmp, self.tokenizer)
         from ..shape_record import compression_record
 
         record = compression_record(model)
-        return {"accuracy_before_redistill": self._accuracy_pytorch(model),
+        return {**{f"{k}_before_redistill": v for k, v in self._scored(model).items() if k != "metrics"},
                 "parameters": sum(p.numel() for p in model.parameters()),
                 "heads_per_layer": record["heads_per_layer"], "ffn_width_per_layer": record["ffn_width_per_layer"]}
 
@@ -283,73 +326,17 @@ class CompressPipeline:
         report = read_json(tmp / "onnx_variants.json") or {}
         return {"chosen": report.get("chosen")}
 
-    def _accuracy_pytorch(self, model) -> float:
-        from ..inference.classifier import InferenceConfig, TextClassifier
-
-        clf = TextClassifier.from_pretrained(model, tokenizer=self.tokenizer,
-                                             config=InferenceConfig(batch_size=64, max_length=self.config.max_length,
-                                                                    threads=self.config.threads))
-        return self._accuracy(clf)
-
-    def _accuracy(self, clf) -> float:
-        split = self.raw["validation"]
-        texts = self.task.inputs(split)
-        return float(np.mean(clf.predict_logits(texts).argmax(-1) == np.asarray(split[self.task.label_field])))
+    def _scored(self, model) -> dict:
+        """The task metric of a PyTorch model on the validation split, through the kind's predictor (batched):
+        ``{"metrics": {...}, <each metric>: value}``."""
+        c, ev = self.config, self.evaluation
+        predictor = ev.load(model, self.tokenizer, threads=c.threads, batch_size=EVAL_BATCH_SIZE,
+                            max_length=c.max_length, doc_stride=c.doc_stride)
+        metrics = ev.score(predictor, self.raw["validation"], self.task)
+        return {"metrics": metrics, **metrics}
 
     def _final(self, tmp: Path, student_dir: Path, onnx_dir: Path) -> dict:
-        """The deliverable: the PyTorch student + its chosen ONNX variant in ``onnx/``, measured against the teacher
-        (PyTorch fp32, dynamic length): accuracy and latency in one serving setting (``SERVING_BATCH_SIZE``), the
-        latency on the same inputs interleaved; then the model card."""
-        from ..inference.classifier import InferenceConfig, TextClassifier
-        from ..measurements import record_measurement
-        from ..utils.timing import DEFAULT_WARMUP, time_interleaved
-
-        c = self.config
-        for p in student_dir.iterdir():
-            if p.is_file() and p.name != STAGE_FILE:
-                shutil.copy2(p, tmp / p.name)
-        shutil.copytree(onnx_dir, tmp / "onnx", ignore=shutil.ignore_patterns(STAGE_FILE, OUTPUT_RECORD))
-        serving = InferenceConfig(batch_size=SERVING_BATCH_SIZE, max_length=c.max_length, threads=c.threads)
-        models = {"teacher": TextClassifier.from_pretrained(self.teacher, self.tokenizer, serving),
-                  "pytorch": TextClassifier.from_pretrained(tmp, config=serving, backend="pytorch"),
-                  "onnx": TextClassifier.from_pretrained(tmp / "onnx", config=serving)}
-        accuracy = {name: self._accuracy(m) for name, m in models.items()}
-        texts = self.task.inputs(self.raw["validation"])[: c.latency_samples]
-        requests = [texts[i:i + serving.batch_size] for i in range(0, len(texts), serving.batch_size)]
-        # Item by item, every model in turn: a burst of load elsewhere hits every model alike.
-        timing = time_interleaved({name: m.predict_logits for name, m in models.items()}, requests,
-                                  warmup=DEFAULT_WARMUP, interleave="item")
-        latency = {name: timing.latency(name) for name in models}
-        load = timing.load()
-        latency_metric = f"latency_batch{serving.batch_size}_median_ms"
-        command = "fastformers-hf compress " + " ".join(sys.argv[2:]) if len(sys.argv) > 1 else "fastformers-hf compress"
-        common = dict(dataset=self.data_name, split="validation", command=command, batch_size=serving.batch_size)
-        variants = {"teacher": ("teacher", tmp), "pytorch": ("pytorch", tmp), "onnx": ("onnx", tmp / "onnx")}
-        for name, (variant, folder) in variants.items():
-            record_measurement(folder, "accuracy", accuracy[name], variant=variant, **common)
-            record_measurement(folder, latency_metric, latency[name]["median_ms"], unit="ms",
-                               variant=variant, threads=c.threads, **common, other_load_cores=load["other_load_cores"])
-        if (tmp / "onnx") != tmp:  # the teacher baseline beside the ONNX numbers too, so the card can compare
-            record_measurement(tmp / "onnx", "accuracy", accuracy["teacher"], variant="teacher", **common)
-            record_measurement(tmp / "onnx", latency_metric, latency["teacher"]["median_ms"], unit="ms",
-                               variant="teacher", threads=c.threads, **common,
-                               other_load_cores=load["other_load_cores"])
-        results = {"accuracy": accuracy, "latency": latency, "load": load,
-                   "serving": {"batch_size": serving.batch_size, "threads": c.threads},
-                   "speedup_onnx_vs_teacher": latency["teacher"]["median_ms"] / latency["onnx"]["median_ms"],
-                   "speedup_pytorch_vs_teacher": latency["teacher"]["median_ms"] / latency["pytorch"]["median_ms"],
-                   "accuracy_drop_points": 100 * (accuracy["teacher"] - accuracy["onnx"]),
-                   "parameters": {"teacher": sum(p.numel() for p in self.teacher.parameters())}}
-        try:
-            from hub_cards import write_card
-
-            name = c.hub_model_id or f"{Path(c.output_dir).name}-compressed"
-            write_card(tmp, model_id=name, model_name=name.split("/")[-1])  # tmp's own name is a temporary one
-            results["card"] = "README.md"
-        except Exception as e:  # a card problem must not lose the measured model; say so instead
-            results["card_error"] = str(e)
-            self.log(f"[5-final] model card not written: {e}")
-        return results
+        return measure_final(self, tmp, student_dir, onnx_dir)
 
     def _push(self, final_dir: Path) -> dict:
         from ..hub import push_to_hub
@@ -359,10 +346,10 @@ class CompressPipeline:
         return {"commit_url": str(url)}
 
 
-def _only_a_new_classifier_head(message: str) -> bool:
+def _only_a_new_head(message: str) -> bool:
     """transformers' "Some weights of ... are newly initialized: [...] You should probably TRAIN this model", when
-    the new weights are only the classification head: in 0-teacher that is expected, the stage trains it right away,
-    so the line is noise. If any encoder weight is missing too, the message is kept: then the checkpoint is wrong."""
+    the new weights are only the task head: in 0-teacher that is expected, the stage trains it right away, so the
+    line is noise. If any encoder weight is missing too, the message is kept: then the checkpoint is wrong."""
     import ast
     import re
 
@@ -371,23 +358,4 @@ def _only_a_new_classifier_head(message: str) -> bool:
     if not found:
         return False
     keys = ast.literal_eval(found.group(1))
-    return bool(keys) and all(re.match(r"(pre_)?classifier\.", key) for key in keys)
-
-
-def format_summary(summary: dict) -> str:
-    f = summary["final"]
-    acc, lat = f["accuracy"], f["latency"]
-    rows = [("teacher (PyTorch fp32, dynamic length)", "teacher"), ("student (PyTorch fp32)", "pytorch"),
-            ("student (ONNX Runtime, chosen variant)", "onnx")]
-    base = lat["teacher"]["median_ms"]
-    batch = f["serving"]["batch_size"]  # both numbers of a row come from this one serving setting
-    lines = [f"| model | accuracy (batch {batch}) | latency median (batch {batch}, ms) | p99 (ms) | speed-up |",
-             "|---|---|---|---|---|"]
-    for label, key in rows:
-        lines.append(f"| {label} | {100 * acc[key]:.2f}% | {lat[key]['median_ms']:.2f} | {lat[key]['p99_ms']:.2f} | "
-                     f"{base / lat[key]['median_ms']:.1f}x |")
-    load = f["load"]
-    lines.append(f"\nOther processes used {load['other_load_cores']:.2f} cores while timing"
-                 f"{' (disturbed: rerun on a quiet machine for clean numbers)' if load['disturbed'] else ''}. "
-                 f"Result: {summary['final_dir']}")
-    return "\n".join(lines)
+    return bool(keys) and all(re.match(r"(pre_)?classifier\.|qa_outputs\.", key) for key in keys)

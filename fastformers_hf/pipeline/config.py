@@ -33,8 +33,13 @@ class CompressConfig:
     output_dir: str = field(default="runs/compress", metadata={"help": "Each stage writes its own subdirectory here."})
     data: Optional[str] = field(default=None, metadata={"help": "Folder of GLUE-style train/dev files or a Hub dataset "
                                                                 "id; empty = generated sentiment data (offline demo)."})
-    task: str = field(default="sst2", metadata={"help": "Task name: sets the text and label columns."})
-    max_length: int = field(default=128, metadata={"help": "Truncation length; batches are padded dynamically."})
+    task: str = field(default="sst2", metadata={"help": "Task name: its columns, format, head and metric (sst2, rte, "
+                                                 "boolq, mrpc, cola; squad: question answering; conll2003: NER)."})
+    max_length: Optional[int] = field(default=None, metadata={"help": "Truncation length (question answering: "
+                                      "window length); batches are padded dynamically. Default 128; for question "
+                                      "answering 384."})
+    doc_stride: Optional[int] = field(default=None, metadata={"help": "Question answering: tokens of overlap between "
+                                      "windows of a long context (default min(max_length // 2, 128))."})
     max_train_samples: Optional[int] = field(default=None, metadata={"help": "Use a shuffled subset of train."})
     max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Use the first N validation rows."})
     generated_hard: bool = field(default=False, metadata={"help": "Without --data: harder generated sentences (double "
@@ -56,7 +61,8 @@ class CompressConfig:
     learning_rate: float = field(default=1e-4, metadata={"help": "Learning rate of the student."})
     per_device_train_batch_size: int = field(default=32, metadata={"help": "Training batch size."})
     seed: int = field(default=0, metadata={"help": "Seed of data shuffling and initialisation."})
-    onnx_tolerance: float = field(default=0.5, metadata={"help": "Accuracy points the ONNX variant may lose."})
+    onnx_tolerance: float = field(default=0.5, metadata={"help": "Points of the task metric (accuracy, F1) the ONNX "
+                                                                 "variant may lose."})
     quantization_preset: str = field(default="auto", metadata={"help": "auto, avx512_vnni, avx2 or arm64."})
     threads: int = field(default=1, metadata={"help": "Intra-op threads for timing and serving."})
     latency_samples: int = field(default=300, metadata={"help": "Validation inputs timed at batch 1."})
@@ -71,6 +77,16 @@ class CompressConfig:
                                                            "dependencies) in seconds and stop."})
 
     def __post_init__(self):
+        from ..tasks.names import get_task
+
+        kind = get_task(self.task).kind  # an unknown task is refused here, with the list of known ones
+        if self.max_length is None:
+            self.max_length = 384 if kind == "question_answering" else 128
+        if self.doc_stride is None:
+            self.doc_stride = min(self.max_length // 2, 128)
+        if not 0 <= self.doc_stride < self.max_length:
+            raise FastFormersError(f"doc_stride ({self.doc_stride}) must be at least 0 and below max_length "
+                                   f"({self.max_length}).")
         if self.pruning_method not in ("first_order", "magnitude", "random"):
             raise FastFormersError(f"pruning_method must be first_order, magnitude or random, got "
                                    f"{self.pruning_method!r}.")

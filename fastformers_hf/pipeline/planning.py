@@ -29,15 +29,26 @@ class ShapeTiming:
 
 
 def random_model(config, num_layers: int, heads: int, ffn: int, seed: int = 0):
-    """A randomly initialised classifier of the given shape (heads removed physically, as pruning would)."""
+    """A randomly initialised model of the given shape with the config's head (heads removed physically, as pruning
+    would)."""
     from ..pruning import prune
 
     spec = get_spec(config)
     config = copy.deepcopy(config)
     setattr(config, spec.num_layers_attr, num_layers)
     torch.manual_seed(seed)
-    model = AutoModelForSequenceClassification.from_config(config).eval()
+    model = _model_class(config).from_config(config).eval()
     return prune(model, heads_per_layer=heads, ffn_width=ffn, method="random", seed=seed)
+
+
+def _model_class(config):
+    """The head the model has (a QA or NER model is timed with its own head); a bare encoder gets a classifier."""
+    from ..tasks.kinds import kind_of
+
+    try:
+        return kind_of(config).model_class() if config.architectures else AutoModelForSequenceClassification
+    except FastFormersError:
+        return AutoModelForSequenceClassification
 
 
 def candidate_shapes(config, layers: Sequence[int], ratios: Sequence[float]) -> list[tuple[int, int, int]]:

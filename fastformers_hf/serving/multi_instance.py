@@ -6,7 +6,10 @@ cores). :class:`MultiInstanceClassifier` starts ``num_instances`` worker process
 and ``fork`` do not mix), pins each to its own physical cores, builds a
 :class:`~fastformers_hf.inference.classifier.TextClassifier` in each from a model directory (PyTorch or ONNX
 Runtime), and spreads requests across them. A worker that dies is reported (``crashes``) and replaced; its
-unanswered requests go to the other workers, so none is lost.
+unanswered requests go to the other workers, so none is lost. A question-answering or token-classification folder
+(:func:`~fastformers_hf.tasks.kinds.kind_of` its config) is served the same way by a
+:class:`~fastformers_hf.inference.question_answering.QuestionAnswerer` or an
+:class:`~fastformers_hf.inference.token_classification.EntityTagger` per worker: ``predict`` only.
 
 The parts: :mod:`~fastformers_hf.serving.cores` (which cores each instance gets),
 :mod:`~fastformers_hf.serving.batching` (length buckets), :mod:`~fastformers_hf.serving.worker` (the worker
@@ -32,7 +35,7 @@ from ..inference.predictor import Predictor
 from ..inference.tokenization import token_lengths
 from .batching import length_buckets
 from .cores import OVERSUBSCRIBE_POLICIES, plan_instances
-from .worker import WorkerHandle, start_worker
+from .worker import OBJECT_KINDS, WorkerHandle, start_worker
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +109,7 @@ class MultiInstanceClassifier(Predictor):
 
     def __init__(self, model_dir: str | os.PathLike, config: RuntimeConfig | None = None):
         from ..inference.classifier import model_token_limit
+        from ..tasks.kinds import kind_of
         from ..utils.model_folder import load_tokenizer, model_config
 
         if not isinstance(model_dir, (str, os.PathLike)):
@@ -114,6 +118,7 @@ class MultiInstanceClassifier(Predictor):
         self.config = config or RuntimeConfig()
         self.model_dir = Path(model_dir)
         folder_config = model_config(self.model_dir)
+        self.kind = kind_of(folder_config).name  # question_answering / token_classification: predict() only
         self.tokenizer = load_tokenizer(self.model_dir)  # the workers load the same one from the directory
         if self.tokenizer is None:
             raise FastFormersError(f"{self.model_dir} has no tokenizer; save one beside the model "
@@ -142,7 +147,10 @@ class MultiInstanceClassifier(Predictor):
 
     def _start_worker(self, index: int) -> WorkerHandle:
         spec = {"model_dir": str(self.model_dir), "backend": self.config.backend, "threads": self.plan.threads_per_instance,
-                "cpus": self.plan.cpus[index] if self.config.pin_cores else [], "max_length": self.max_length}
+                "cpus": self.plan.cpus[index] if self.config.pin_cores else [], "max_length": self.max_length,
+                "kind": self.kind, "sort_by_length": self.config.sort_by_length}
+        if self.kind == "question_answering":
+            spec["max_length"] = self.config.max_length  # None: the QuestionAnswerer's own window length
         return start_worker(self._ctx, index, spec)
 
     def wait_until_ready(self) -> None:
@@ -229,8 +237,9 @@ class MultiInstanceClassifier(Predictor):
     def predict_logits(self, inputs, batch_size: int | None = None,
                        progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         """Logits ``(N, num_labels)`` in the caller's order. ``progress(done, total)`` is called as results arrive."""
-        from multiprocessing.connection import wait
-
+        if self.kind in OBJECT_KINDS:
+            raise FastFormersError(f"{self.model_dir} holds a {self.kind.replace('_', ' ')} model, which has no "
+                                   "class logits or probabilities: use predict(inputs).")
         if self._closed:
             raise FastFormersError("this MultiInstanceClassifier is closed; create a new one.")
         bs = batch_size or self.config.batch_size
@@ -243,6 +252,36 @@ class MultiInstanceClassifier(Predictor):
             return out
         batches = [g[b] for g in groups for b in
                    length_buckets([lengths[i] for i in g] if bucket else [0] * len(g), bs, bucket)]
+        self._serve(inputs, batches, bs, progress, out)
+        return out
+
+    def predict(self, inputs, batch_size: int | None = None, progress: Callable[[int, int], None] | None = None):
+        """Classifiers: :class:`~fastformers_hf.inference.predictor.Predictor`'s labels. Question answering and
+        token classification: exactly what the folder's QuestionAnswerer / EntityTagger ``predict`` returns, in
+        order (``batch_size`` inputs per batch, chunks of batches spread over the workers)."""
+        if self.kind not in OBJECT_KINDS:
+            return super().predict(inputs, batch_size=batch_size, progress=progress)
+        from ..inference.question_answering import validate_qa_inputs
+        from ..inference.token_classification import validate_texts
+
+        if self._closed:
+            raise FastFormersError("this MultiInstanceClassifier is closed; create a new one.")
+        try:
+            items = (validate_qa_inputs if self.kind == "question_answering" else validate_texts)(inputs)
+        except FastFormersError as e:
+            raise FastFormersError(f"{self.model_dir} holds a {self.kind.replace('_', ' ')} model: {e}") from None
+        if self.kind == "token_classification":  # the empty / long input policies, as for classifiers
+            items = self._check_inputs(items, need_lengths=self.config.long_inputs == "error")[0]
+        bs, out = batch_size or self.config.batch_size, [None] * len(items)
+        if items:
+            self._serve(items, length_buckets([0] * len(items), bs, False), bs, progress, out)
+        return out
+
+    def _serve(self, inputs: list, batches: list[np.ndarray], bs: int, progress, out) -> None:
+        """Send ``batches`` (indices into ``inputs``) to the workers in chunks, resend what crashed workers held,
+        and put each input's result in ``out`` at its index (logits in an array, or predict's objects in a list)."""
+        from multiprocessing.connection import wait
+
         # ~32 messages per worker: few enough that messaging costs little, many enough that the last one to finish
         # (the others then idle) is a small part of the call.
         per_msg = self.config.batches_per_message or max(1, min(32, math.ceil(len(batches) / (32 * len(self._workers)))))
@@ -298,7 +337,11 @@ class MultiInstanceClassifier(Predictor):
                     w.inflight.pop(cid, None)
                     if cid not in chunks:
                         continue  # a stale answer from an earlier call that was abandoned
-                    out[chunks.pop(cid)[0]] = logits
+                    if isinstance(out, np.ndarray):
+                        out[chunks.pop(cid)[0]] = logits
+                    else:  # predict()'s Python objects, one per input
+                        for i, result in zip(chunks.pop(cid)[0].tolist(), logits):
+                            out[i] = result
                     batch_seconds += seconds
                     padded += int(sum(b * t for b, t in shapes))
                     real += real_tokens
@@ -312,7 +355,6 @@ class MultiInstanceClassifier(Predictor):
         self.stats = {"queries": len(inputs), "batches": len(batches), "batch_size": bs, "wall_s": wall,
                       "queries_per_s": len(inputs) / wall if wall > 0 else float("inf"),
                       "batch_ms": [1e3 * s for s in batch_seconds], "real_tokens": real, "padded_tokens": padded, "truncated": truncated}
-        return out
 
     # -- lifecycle ------------------------------------------------------------------------------------------------
 
@@ -351,3 +393,6 @@ class MultiInstanceClassifier(Predictor):
             self.close()
         except Exception:
             pass
+
+
+MultiInstancePredictor = MultiInstanceClassifier  # the same pool; a name for QA and NER folders too

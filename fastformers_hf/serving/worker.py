@@ -6,7 +6,10 @@ A worker pins itself to its cores, sets its thread count, loads a
 over a pipe. The protocol, parent -> worker: ``(chunk_id, batches)`` (a list of batches, each a list of validated
 inputs) or ``None`` (stop). Worker -> parent: ``("ready", pid, backend)`` or ``("failed", pid, traceback)`` once,
 then per message ``("result", chunk_id, logits, seconds, shapes, real_tokens, truncated)`` or
-``("error", chunk_id, traceback)``.
+``("error", chunk_id, traceback)``. A question-answering or token-classification folder (``spec["kind"]`` in
+:data:`OBJECT_KINDS`) loads a :class:`~fastformers_hf.inference.question_answering.QuestionAnswerer` or an
+:class:`~fastformers_hf.inference.token_classification.EntityTagger` instead; its ``logits`` are then the
+predictor's ``predict`` results (a list of Python objects, one per input; no shapes or token counts).
 """
 from __future__ import annotations
 
@@ -19,11 +22,13 @@ from typing import Any, Optional
 
 import numpy as np
 
+OBJECT_KINDS = ("question_answering", "token_classification")  # kinds answered with predict()'s Python objects
+
 
 def worker_main(conn, spec: dict) -> None:
-    """Body of one worker: pin, load a TextClassifier, then answer ``(chunk_id, batches)`` messages until told to
-    stop (``None``) or the parent goes away. ``spec``: ``model_dir``, ``backend``, ``threads``, ``cpus`` (empty:
-    not pinned) and ``max_length``."""
+    """Body of one worker: pin, load the predictor (:func:`load_predictor`), then answer ``(chunk_id, batches)``
+    messages until told to stop (``None``) or the parent goes away. ``spec``: ``model_dir``, ``backend``,
+    ``threads``, ``cpus`` (empty: not pinned), ``max_length``, and optionally ``kind`` and ``sort_by_length``."""
     threads = spec["threads"]
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(threads)
@@ -32,12 +37,7 @@ def worker_main(conn, spec: dict) -> None:
     try:
         if spec["cpus"]:
             os.sched_setaffinity(0, spec["cpus"])
-        from ..inference.classifier import InferenceConfig, TextClassifier
-
-        # The parent already checked lengths and applied the long-input policy; workers truncate silently.
-        logging.getLogger("fastformers_hf.inference.classifier").setLevel(logging.ERROR)
-        clf = TextClassifier.from_pretrained(spec["model_dir"], backend=spec["backend"], config=InferenceConfig(
-            threads=threads, max_length=spec["max_length"], long_inputs="truncate", sort_by_length=False))
+        clf = load_predictor(spec)
         conn.send(("ready", os.getpid(), clf.backend))
     except Exception:  # report why, so the parent can say it instead of waiting
         conn.send(("failed", os.getpid(), traceback.format_exc()))
@@ -51,9 +51,43 @@ def worker_main(conn, spec: dict) -> None:
             return
         chunk_id, batches = msg
         try:
-            conn.send(("result", chunk_id, *answer(clf, batches)))
+            result = answer_objects(clf, batches) if spec.get("kind") in OBJECT_KINDS else answer(clf, batches)
+            conn.send(("result", chunk_id, *result))
         except Exception:
             conn.send(("error", chunk_id, traceback.format_exc()))
+
+
+def load_predictor(spec: dict):
+    """The predictor of the folder's kind (``spec["kind"]``): a TextClassifier, a QuestionAnswerer or an
+    EntityTagger, on ``spec["threads"]`` threads."""
+    from ..inference.classifier import InferenceConfig, TextClassifier
+
+    kind, threads, path, backend = spec.get("kind"), spec["threads"], spec["model_dir"], spec["backend"]
+    if kind == "question_answering":
+        from ..inference.question_answering import QuestionAnswerer, QuestionAnsweringConfig
+
+        return QuestionAnswerer.from_pretrained(path, backend=backend, config=QuestionAnsweringConfig(
+            threads=threads, max_length=spec["max_length"]))
+    if kind == "token_classification":
+        from ..inference.token_classification import EntityTagger
+
+        return EntityTagger.from_pretrained(path, backend=backend, config=InferenceConfig(
+            threads=threads, max_length=spec["max_length"], sort_by_length=spec.get("sort_by_length", True)))
+    # The parent already checked lengths and applied the long-input policy; workers truncate silently.
+    logging.getLogger("fastformers_hf.inference.classifier").setLevel(logging.ERROR)
+    return TextClassifier.from_pretrained(path, backend=backend, config=InferenceConfig(
+        threads=threads, max_length=spec["max_length"], long_inputs="truncate", sort_by_length=False))
+
+
+def answer_objects(predictor, batches: list[list]) -> tuple[list, list[float], list, int, int]:
+    """``(results, seconds per batch, [], 0, 0)`` of one message for a QA or NER predictor: one ``predict`` over
+    the message's inputs, the message's batch size as the predictor's (it buckets by length itself)."""
+    start = time.perf_counter()
+    flat = [x for batch in batches for x in batch]
+    predictor.config.batch_size = max(len(batch) for batch in batches)
+    results = predictor.predict(flat)
+    per_input = (time.perf_counter() - start) / len(flat)
+    return results, [per_input * len(batch) for batch in batches], [], 0, 0
 
 
 def answer(clf, batches: list[list]) -> tuple[np.ndarray, list[float], list[tuple[int, int]], int, int]:

@@ -3,52 +3,13 @@ from __future__ import annotations
 
 import csv
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from datasets import Dataset, DatasetDict, load_dataset
 
 from ..errors import FastFormersError
+from .names import TASKS, TaskSpec, get_task  # noqa: F401 (public here)
 
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """A named task: its text columns, labels, metric, kind of head (:data:`~fastformers_hf.tasks.kinds.KINDS`) and,
-    for formats that are not GLUE-style tables, the loader (``"module:function"`` under ``fastformers_hf.tasks``,
-    called with the data path, returning ``train``/``validation`` splits). Empty ``label_names``: from the data."""
-
-    text_fields: tuple[str, ...]
-    label_names: tuple[str, ...]
-    label_field: str = "label"
-    metric: str = "accuracy"
-    kind: str = "sequence_classification"
-    loader: str | None = None
-
-    def load(self, path):
-        import importlib
-
-        module, function = self.loader.split(":")
-        return getattr(importlib.import_module(f"fastformers_hf.tasks.{module}"), function)(path)
-
-    def inputs(self, split) -> list:
-        """The split's model inputs in order: texts, or (text, text) pairs for two-text tasks."""
-        cols = [list(split[f]) for f in self.text_fields]
-        return cols[0] if len(cols) == 1 else list(zip(*cols))
-
-
-TASKS: dict[str, TaskSpec] = {
-    "sst2": TaskSpec(("sentence",), ("negative", "positive")),
-    "rte": TaskSpec(("sentence1", "sentence2"), ("entailment", "not_entailment")),
-    "boolq": TaskSpec(("question", "passage"), ("False", "True")),
-    "mrpc": TaskSpec(("sentence1", "sentence2"), ("not_equivalent", "equivalent"), metric="f1"),
-    "cola": TaskSpec(("sentence",), ("unacceptable", "acceptable"), metric="matthews_correlation"),
-    # SQuAD v1.1 JSON (or Hub `squad` columns in JSON lines): extractive question answering.
-    "squad": TaskSpec(("question", "context"), (), label_field="answers", metric="squad_f1",
-                      kind="question_answering", loader="squad:load_squad"),
-    # CoNLL-2003 column files (NER tag in the last column, IOB2) or Hub-style `tokens`/`ner_tags` JSON lines.
-    "conll2003": TaskSpec(("tokens",), (), label_field="ner_tags", metric="entity_f1",
-                          kind="token_classification", loader="conll:load_conll"),
-}
 
 # GLUE file names for each split, in the order we look for them.
 _SPLIT_FILES = {"train": ("train",), "validation": ("dev", "validation", "val")}
@@ -56,12 +17,6 @@ _SPLIT_STEMS = {stem for stems in _SPLIT_FILES.values() for stem in stems} | {"t
 
 # ``datasets`` names data loaded from local files after the loader's format; reports must not call data "csv".
 LOADER_FORMATS = ("csv", "json", "parquet", "text", "arrow", "pandas", "generator")
-
-
-def get_task(task: str) -> TaskSpec:
-    if task not in TASKS:
-        raise FastFormersError(f"unknown task {task!r}; known tasks: {', '.join(TASKS)}")
-    return TASKS[task]
 
 
 def local_data_name(path: str | os.PathLike) -> str:
