@@ -61,3 +61,10 @@ def write_glue_folder(path: str | os.PathLike, num_train: int = 200, num_dev: in
     for split, name in (("train", "train"), ("validation", "dev")):
         raw[split].to_csv(path / f"{name}.tsv", sep="\t", index=False)
     return path
+
+
+# A second environment with transformers 5.x for cross-version tests: FASTFORMERS_VENV5, else .venv5 in the repo.
+VENV5 = Path(os.environ.get("FASTFORMERS_VENV5", Path(__file__).resolve().parents[1] / ".venv5"))
+VENV5_PYTHON = VENV5 / "bin" / "python"
+VENV5_SETUP = ("python3 -m venv .venv5 && .venv5/bin/pip install torch==2.13.0 'transformers>=5,<6' safetensors "
+               "numpy (or set FASTFORMERS_VENV5)")

@@ -168,7 +168,7 @@ def test_card_kind_reads_a_config_as_kind_of_does(auto, overrides, tmp_path):
 
 # -- pruned folders that carry modeling_fastformers.py (fastformers_hf.hub_code.save_model_folder) ----------------
 
-VENV5_PYTHON = Path(os.environ.get("FASTFORMERS_VENV5", "/work/venv5")) / "bin" / "python"
+from fastformers_hf.testing import VENV5_PYTHON, VENV5_SETUP  # noqa: E402
 # kind, num_labels, the snippet's call (None: multiple choice, which prints its pick)
 REMOTE_CASES = [
     ("sequence_classification", 2, 'classifier("a short sentence to classify")'),
@@ -277,9 +277,7 @@ print(json.dumps(out))
 """
 
 
-@pytest.mark.skipif(not VENV5_PYTHON.exists(), reason=f"no transformers 5 environment at {VENV5_PYTHON.parent.parent} "
-                    "(python3 -m venv /work/venv5 && /work/venv5/bin/pip install torch 'transformers>=5,<6' "
-                    "safetensors numpy), so the card's snippet cannot be run under transformers 5 here")
+@pytest.mark.skipif(not VENV5_PYTHON.exists(), reason=f"no transformers 5 environment at {VENV5_PYTHON.parent.parent} ({VENV5_SETUP})")
 def test_the_remote_code_snippet_runs_under_transformers_5(pruned_kind_folder, tmp_path):
     jobs = []
     for kind, num_labels, call in REMOTE_CASES:

@@ -349,7 +349,7 @@ REMOTE_LOADER = textwrap.dedent("""
                       "pipeline_module": type(pipe.model).__module__, "pytorch": logits.tolist(),
                       "pipeline": pipe(sentences)}))
 """)
-VENV5_PYTHON = Path(os.environ.get("FASTFORMERS_VENV5", "/work/venv5")) / "bin" / "python"
+from fastformers_hf.testing import VENV5_PYTHON, VENV5_SETUP  # noqa: E402
 
 
 @pytest.mark.filterwarnings("ignore:.*no recorded measurements:UserWarning")

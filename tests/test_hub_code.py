@@ -1,6 +1,6 @@
 """Pruned folders load with plain transformers through the modeling file that ``add_remote_code`` writes:
 ``AutoModelFor<head>.from_pretrained(folder, trust_remote_code=True)`` gives the outputs of ``load_pruned``, in
-transformers 4.x (in process) and 5.x (a subprocess in /work/venv5, skipped where that does not exist)."""
+transformers 4.x (in process) and 5.x (a subprocess in the .venv5 environment, skipped where that does not exist)."""
 from __future__ import annotations
 
 import ast
@@ -21,7 +21,7 @@ from fastformers_hf.pruning import load_pruned
 from fastformers_hf.shape_record import CONFIG_KEY
 from fastformers_hf.testing import tiny_config
 
-VENV5_PYTHON = Path(os.environ.get("FASTFORMERS_VENV5", "/work/venv5")) / "bin" / "python"
+from fastformers_hf.testing import VENV5_PYTHON, VENV5_SETUP  # noqa: E402
 MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "distilbert", "electra")
 HEADS = ("SequenceClassification", "TokenClassification", "QuestionAnswering", "MultipleChoice")
 SHAPES = {  # 3 layers of 4 heads (head size 8), FFN width 64
@@ -172,9 +172,7 @@ print("loaded", transformers.__version__)
 """
 
 
-@pytest.mark.skipif(not VENV5_PYTHON.exists(), reason=f"no transformers 5 environment at {VENV5_PYTHON.parent.parent} "
-                    "(python3 -m venv /work/venv5 && /work/venv5/bin/pip install torch 'transformers>=5,<6' "
-                    "safetensors numpy); CI wiring comes later")
+@pytest.mark.skipif(not VENV5_PYTHON.exists(), reason=f"no transformers 5 environment at {VENV5_PYTHON.parent.parent} ({VENV5_SETUP})")
 def test_trust_remote_code_loads_the_recorded_shape_in_transformers_5(pruned_folder, tmp_path):
     jobs, expected = [], {}
     for i, case in enumerate(CASES):
