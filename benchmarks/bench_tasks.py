@@ -113,9 +113,9 @@ def bench_task(name: str, args: BenchArgs) -> dict:
                      "speedup_vs_teacher": timing.latency(teacher)["median_ms"] / lat["median_ms"],
                      "speedup_vs_optimum_plain": timing.latency(plain)["median_ms"] / lat["median_ms"]})
     ours = next(r for r in rows if r["model"].startswith("chosen"))
-    checks = {"speedup_vs_teacher": ours["speedup_vs_teacher"] >= TARGETS["speedup_vs_teacher"],
-              "speedup_vs_optimum_plain": ours["speedup_vs_optimum_plain"] >= TARGETS["speedup_vs_optimum_plain"],
-              "f1_drop": ours["f1_drop"] <= TARGETS["max_f1_drop"]}
+    checks = {"speedup_vs_teacher": bool(ours["speedup_vs_teacher"] >= TARGETS["speedup_vs_teacher"]),
+              "speedup_vs_optimum_plain": bool(ours["speedup_vs_optimum_plain"] >= TARGETS["speedup_vs_optimum_plain"]),
+              "f1_drop": bool(ours["f1_drop"] <= TARGETS["max_f1_drop"])}
     cache = sorted((out / "cache").glob("teacher-logits-*"))
     return {"task": name, "kind": kind.name, "metric": "SQuAD EM / F1" if name == "squad" else "entity F1",
             "dev_rows": len(split), "timed_requests": len(requests), "rows": rows, "checks": checks,

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import importlib
 
+from .compat import check_transformers_version
+
 __version__ = "0.1.0"
+check_transformers_version()
 
 # public name -> module that defines it (fastformers_hf.* unless the module path is absolute)
 _EXPORTS = {

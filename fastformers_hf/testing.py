@@ -25,7 +25,8 @@ def tiny_tokenizer(words=VOCABULARY, save_dir: str | os.PathLike | None = None) 
     save_dir.mkdir(parents=True, exist_ok=True)
     vocab = list(dict.fromkeys(SPECIAL_TOKENS + [w.lower() for w in words]))
     (save_dir / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    return BertTokenizerFast(vocab_file=str(save_dir / "vocab.txt"), do_lower_case=True)
+    # from_pretrained, not BertTokenizerFast(vocab_file=...): transformers 5 renamed that argument to ``vocab``.
+    return BertTokenizerFast.from_pretrained(str(save_dir), do_lower_case=True)
 
 
 def tiny_config(model_type: str = "bert", num_layers: int = 4, num_heads: int = 4, hidden_size: int = 32,
@@ -66,5 +67,4 @@ def write_glue_folder(path: str | os.PathLike, num_train: int = 200, num_dev: in
 # A second environment with transformers 5.x for cross-version tests: FASTFORMERS_VENV5, else .venv5 in the repo.
 VENV5 = Path(os.environ.get("FASTFORMERS_VENV5", Path(__file__).resolve().parents[1] / ".venv5"))
 VENV5_PYTHON = VENV5 / "bin" / "python"
-VENV5_SETUP = ("python3 -m venv .venv5 && .venv5/bin/pip install torch==2.13.0 'transformers>=5,<6' safetensors "
-               "numpy (or set FASTFORMERS_VENV5)")
+VENV5_SETUP = "make setup-5, or set FASTFORMERS_VENV5"

@@ -13,6 +13,12 @@ from fastformers_hf.testing import tiny_config
 def test_every_kind_names_classes_that_exist(name):
     kind = KINDS[name]
     assert kind.name == name and kind.model_class() is getattr(transformers, kind.auto_model)
+
+
+@pytest.mark.parametrize("name", list(KINDS))
+def test_every_kind_names_optimum_classes_that_exist(name):
+    pytest.importorskip("optimum.onnxruntime", reason="Optimum's ONNX route is the `onnx` extra")
+    kind = KINDS[name]
     assert kind.ort_class().__name__ == kind.ort_model
     from optimum.exporters.tasks import TasksManager
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from fastformers_hf.compat import is_transformers_5
 from fastformers_hf.errors import FastFormersError
 from fastformers_hf.inference.question_answering import (QuestionAnswerer, QuestionAnsweringConfig, postprocess,
                                                          window_spans)
@@ -56,6 +57,8 @@ def assert_same_answers(ours, theirs, tol=1e-4):
 
 
 @pytest.mark.parametrize("max_length, doc_stride, max_answer_length", SETTINGS)
+@pytest.mark.skipif(is_transformers_5(), reason="transformers 5 removed the question-answering pipeline this "
+                                                   "test compares with")
 def test_answers_equal_the_transformers_pipeline(qa_model, qa_tokenizer, max_length, doc_stride, max_answer_length):
     from transformers import pipeline
 

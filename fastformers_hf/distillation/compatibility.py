@@ -13,6 +13,10 @@ def _name(model) -> str:
     return f"{getattr(cfg, '_name_or_path', '') or cfg.model_type} ({cfg.model_type})"
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "sentencepiece.bpe.model",
+                   "spiece.model", "spm.model")
+
+
 def tokenizer_fingerprint(tokenizer) -> str:
     """The identity of a tokenizer's vocabulary: a hash of its tokens in id order (two vocabularies of one size
     but different tokens, or the same tokens in another order, differ)."""
@@ -25,6 +29,9 @@ def tokenizer_beside(model) -> tuple[str, object] | None:
     """``(folder, tokenizer)`` saved beside a model (a path, or a model loaded from a local folder), else None."""
     path = model if isinstance(model, (str, os.PathLike)) else getattr(getattr(model, "config", None), "_name_or_path", None)
     if not path or not Path(path).is_dir():
+        return None
+    # transformers 5 builds an empty tokenizer for a folder without tokenizer files instead of raising.
+    if not any((Path(path) / name).exists() for name in TOKENIZER_FILES):
         return None
     from transformers import AutoTokenizer
 

@@ -20,6 +20,11 @@ LAYER_MAPPINGS = ("uniform", "last")
 class DistillationOptions:
     """Task-specific distillation settings (FastFormers, TinyBERT, DistilBERT); see ``DistillationConfig``."""
 
+    # TrainingArguments had this flag until transformers 5 removed it; our output-folder policy still reads it.
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Replace an output_dir that holds a previous distillation of ours (never another folder)."},
+    )
     teacher_model_name_or_path: Optional[str] = field(
         default=None,
         metadata={"help": "Teacher model (local directory or Hub id); used when no teacher_model object is passed."},

@@ -27,6 +27,7 @@ from .compatibility import check_same_kind, check_same_labels, check_same_vocabu
 from ..shape_record import update_record
 from .config import DistillationConfig
 from ..errors import FastFormersError
+from ..hub_code import add_remote_code
 from .losses import loss_for, soft_cross_entropy  # noqa: F401  (soft_cross_entropy: public here since 0.1)
 from .student import load_model
 from .teacher_cache import TeacherOutputsCollator, cache_teacher_logits, teacher_columns  # noqa: F401 (public here)
@@ -226,6 +227,8 @@ class DistillationTrainer(Trainer):
         tmp = Path(tempfile.mkdtemp(prefix=".saving-", dir=output_dir))
         try:
             super()._save(str(tmp), state_dict=state_dict)
+            if (tmp / "config.json").exists():  # a pruned student's shape needs its modeling file in transformers 5
+                add_remote_code(tmp)
             for f in tmp.iterdir():
                 os.replace(f, output_dir / f.name)
         finally:
