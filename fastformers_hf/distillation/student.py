@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import os
+from pathlib import Path
 from typing import Optional, Sequence
 
 from transformers import PreTrainedModel
@@ -25,7 +26,20 @@ def load_model(path: str | os.PathLike) -> PreTrainedModel:
     :data:`~fastformers_hf.tasks.kinds.KINDS`."""
     from transformers import AutoConfig
 
-    return kind_of(AutoConfig.from_pretrained(path)).model_class().from_pretrained(path)
+    from ..utils.model_folder import load_pytorch_model
+
+    if Path(path).is_dir():
+        return load_pytorch_model(path)  # pruned shapes too, in transformers 4.x and 5.x
+    config = AutoConfig.from_pretrained(path)
+    try:
+        return kind_of(config).model_class().from_pretrained(path)
+    except RuntimeError as e:
+        if getattr(config, "auto_map", None) and "mismatch" in str(e):
+            raise FastFormersError(
+                f"{path} is a pruned model whose shape this transformers cannot read from its config: load it with "
+                f"{kind_of(config).auto_model}.from_pretrained({str(path)!r}, trust_remote_code=True) and pass the "
+                "model object, or download the folder (huggingface_hub.snapshot_download) and pass its path.") from None
+        raise
 
 
 def make_student(

@@ -81,6 +81,17 @@ def load_pruned(path: Union[str, os.PathLike], model_class=None, **config_overri
         for i, layer in enumerate(get_layers(model)):
             layer.get_submodule(spec.heads_holder).pruned_heads = set(model.config.pruned_heads.get(i, []))
     state = _read_state_dict(path)
+    built = model.state_dict()
+    wrong = [(k, tuple(v.shape), tuple(built[k].shape)) for k, v in state.items()
+             if k in built and tuple(v.shape) != tuple(built[k].shape)]
+    if wrong:
+        key, saved_shape, recorded_shape = wrong[0]
+        more = f" (and {len(wrong) - 1} more tensors)" if len(wrong) > 1 else ""
+        raise FastFormersError(
+            f"the weights in {path} do not match the shape recorded in its config.json (heads per layer {heads}, "
+            f"FFN widths {ffn}): {key} has shape {saved_shape} in the weights but {recorded_shape} by the record"
+            f"{more}. The config.json and the weights come from different models: save the model again with "
+            "save_pretrained.")
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as e:  # size mismatches

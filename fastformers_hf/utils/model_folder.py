@@ -48,7 +48,7 @@ def check_model_folder(model_dir: str | os.PathLike, need_weights: bool = True) 
 
 def load_pytorch_model(model_dir: str | os.PathLike):
     """The PyTorch model saved in ``model_dir``, with the head its config names (any kind in
-    :data:`~fastformers_hf.tasks.kinds.KINDS`); head-pruned models rebuild from ``pruned_heads``."""
+    :data:`~fastformers_hf.tasks.kinds.KINDS`); pruned shapes are rebuilt from the ``config.fastformers`` record."""
     from safetensors import SafetensorError
 
     from ..tasks.kinds import kind_of
@@ -57,9 +57,12 @@ def load_pytorch_model(model_dir: str | os.PathLike):
     check_model_folder(model_dir)
     from ..shape_record import compression_record
 
+    from ..hub_code import needs_remote_code
+
     try:
-        if len(set(compression_record(model_dir).get("ffn_width_per_layer") or [])) > 1:
-            # Per-layer FFN widths: no transformers config can describe them; the pruning module rebuilds the model.
+        if needs_remote_code(model_config(model_dir)):
+            # Pruned heads (gone from transformers 5 configs) or per-layer FFN widths: the pruning module rebuilds
+            # the recorded shape in every transformers version, without running the folder's modeling file.
             from ..pruning import load_pruned
 
             return load_pruned(model_dir).eval()
