@@ -125,6 +125,9 @@ class CompressPipeline:
             self.records[name] = record
             return path
         self.log(f"[{name}] running")
+        import torch
+
+        torch.set_num_threads(getattr(self, "train_threads", 1))  # training at full width; predictors set c.threads when they time
         start = time.perf_counter()
         try:
             with atomic_output_dir(path, "compress-stage") as tmp:
@@ -153,6 +156,9 @@ class CompressPipeline:
         from ..tasks.data import get_task, load_task_data, tokenize_task
 
         claim_output_dir(self.out, "compress", [c.model_name_or_path, c.data], c.overwrite_output_dir)
+        from ..serving.cores import physical_cores
+
+        self.train_threads = max(1, c.train_threads or len(physical_cores()))
         torch.set_num_threads(max(1, c.threads))
         task = get_task(c.task)
         if c.data:

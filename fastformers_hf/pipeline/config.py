@@ -65,6 +65,8 @@ class CompressConfig:
                                                                  "variant may lose."})
     quantization_preset: str = field(default="auto", metadata={"help": "auto, avx512_vnni, avx2 or arm64."})
     threads: int = field(default=1, metadata={"help": "Intra-op threads for timing and serving."})
+    train_threads: Optional[int] = field(default=None, metadata={"help": "Intra-op threads for the training stages "
+                                                                         "(default: every physical core)."})
     latency_samples: int = field(default=300, metadata={"help": "Validation inputs timed at batch 1."})
     push_to_hub: bool = field(default=False, metadata={"help": "Push the result (PyTorch + ONNX + card)."})
     hub_model_id: Optional[str] = field(default=None, metadata={"help": "namespace/name of the Hub repo."})
