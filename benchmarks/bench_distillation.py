@@ -17,6 +17,7 @@ from transformers import (AutoModelForSequenceClassification, AutoTokenizer, HfA
 
 from fastformers_hf import (DistillationConfig, DistillationTrainer, cache_teacher_logits, compute_metrics,
                             load_task_data, make_student, record_measurement, tokenize)
+from fastformers_hf.compat import warmup
 from fastformers_hf.utils.io import claim_output_dir, read_json, write_json
 from fastformers_hf.measurements import machine_description, machine_text
 from fastformers_hf.tasks.data import local_data_name
@@ -47,7 +48,7 @@ class BenchArgs:
 def train_args(out, steps, **kw):
     cls = DistillationConfig if kw.pop("distil", False) else TrainingArguments
     return cls(output_dir=str(out), max_steps=steps, per_device_train_batch_size=32, per_device_eval_batch_size=128,
-               learning_rate=kw.pop("lr", 5e-5), weight_decay=0.01, warmup_ratio=0.06, logging_steps=100,
+               learning_rate=kw.pop("lr", 5e-5), weight_decay=0.01, **warmup(0.06), logging_steps=100,
                save_strategy="no", report_to=[], dataloader_pin_memory=False, seed=0, **kw)
 
 

@@ -28,6 +28,7 @@ import fastformers_hf
 from fastformers_hf import SessionConfig, VariantChoiceConfig, load_task_data, optimize_for_inference
 from fastformers_hf.utils.io import atomic_output_dir, claim_output_dir, read_json, write_json
 from fastformers_hf.measurements import machine_description, machine_text, record_measurement
+from fastformers_hf.inference.tokenization import with_special_tokens
 from fastformers_hf.onnx.graph import inference_session, model_size_bytes
 from fastformers_hf.utils.model_folder import load_pytorch_model
 from fastformers_hf.onnx.variants import chosen_with, ort_runner, pytorch_runner
@@ -82,7 +83,7 @@ def boolq_like_inputs(args, tokenizer, n=None):
     vocab = np.array([i for i in range(len(tokenizer)) if i not in special])
     feats = []
     for length in lengths:
-        ids = tokenizer.build_inputs_with_special_tokens(rng.choice(vocab, size=length - 2).tolist())
+        ids = with_special_tokens(tokenizer, rng.choice(vocab, size=length - 2).tolist())
         feats.append({"input_ids": np.asarray([ids], dtype=np.int64),
                       "attention_mask": np.ones((1, len(ids)), dtype=np.int64),
                       "token_type_ids": np.zeros((1, len(ids)), dtype=np.int64)})

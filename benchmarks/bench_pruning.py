@@ -25,6 +25,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Data
 import fastformers_hf
 from fastformers_hf import (DistillationConfig, DistillationTrainer, cache_teacher_logits, held_out_split,
                             importance_scores, load_pruned, load_task_data, prune, record_measurement, tokenize)
+from fastformers_hf.compat import warmup
 from fastformers_hf.utils.io import atomic_output_dir, claim_output_dir, read_json, write_json
 from fastformers_hf.measurements import machine_description, machine_text
 from fastformers_hf.pruning import scoring_dataloader
@@ -140,7 +141,7 @@ class Bench:
         config = DistillationConfig(
             output_dir=str(self.out / "work" / path.name), overwrite_output_dir=True, max_steps=a.redistil_steps,
             per_device_train_batch_size=a.batch_size, learning_rate=a.learning_rate, weight_decay=0.01,
-            warmup_ratio=0.06, temperature=a.temperature, distillation_weight=1.0, logging_steps=100,
+            **warmup(0.06), temperature=a.temperature, distillation_weight=1.0, logging_steps=100,
             save_strategy="no", report_to=[], dataloader_pin_memory=False, seed=0)
         start = time.perf_counter()
         model = load_pruned(source)

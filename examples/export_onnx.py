@@ -8,7 +8,8 @@
 2. Measured: ``optimize_for_inference`` builds the candidate variants, checks each against PyTorch on the dev set,
    times them at batch 1 and keeps the fastest within ``--tolerance`` accuracy points (which one wins depends on the
    CPU and thread count, so it is measured, not assumed). ``best/onnx_variants.md`` has every candidate's numbers.
-3. The chosen folder loads with Optimum's ``ORTModelForSequenceClassification`` like any transformers model.
+3. The chosen folder loads with Optimum's ``ORTModelForSequenceClassification`` like any transformers model (or,
+   where Optimum is not installed, e.g. with transformers 5.x, as a plain onnxruntime session).
 """
 from __future__ import annotations
 
@@ -17,8 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-from optimum.onnxruntime import ORTModelForSequenceClassification
-from transformers import AutoTokenizer, HfArgumentParser
+from transformers import AutoConfig, AutoTokenizer, HfArgumentParser
 
 from fastformers_hf import (VariantChoiceConfig, export_onnx, load_task_data, optimize_for_inference, optimize_onnx,
                             quantize_onnx)
@@ -65,8 +65,8 @@ def main(argv=None) -> dict:
     best = optimize_for_inference(args.model_dir, out / "best", eval_dataset=dev, config=config)
     print((best / "onnx_variants.md").read_text(encoding="utf-8"))
 
-    # 3. Load the chosen variant with Optimum and predict.
-    model = ORTModelForSequenceClassification.from_pretrained(best)
+    # 3. Load the chosen variant with Optimum (a plain onnxruntime session without it) and predict.
+    logits_of = _loader(best)
     tokenizer = AutoTokenizer.from_pretrained(best)
     if dev is None:
         examples = {f: ["a gripping , clever film", "a dull and tedious mess"] for f in text_fields}
@@ -76,14 +76,29 @@ def main(argv=None) -> dict:
     for i in range(0, len(examples[text_fields[0]]), 32):
         batch = tokenizer(*[examples[f][i:i + 32] for f in text_fields], padding=True, truncation=True,
                           max_length=args.max_length, return_tensors="np")
-        predictions += np.argmax(model(**batch).logits, axis=-1).tolist()
+        predictions += np.argmax(logits_of(batch), axis=-1).tolist()
     result = {"chosen": read_json(best / "onnx_variants.json")["chosen"], "predictions": predictions}
     if dev is not None:
         result["accuracy"] = float(np.mean(np.asarray(predictions) == np.asarray(examples["label"])))
         print(f"{result['chosen']} from {best}: dev accuracy {result['accuracy']:.4f} on {len(predictions)} examples")
     else:
-        print({t: model.config.id2label[p] for t, p in zip(examples[text_fields[0]], predictions)})
+        id2label = AutoConfig.from_pretrained(best).id2label
+        print({t: id2label[p] for t, p in zip(examples[text_fields[0]], predictions)})
     return result
+
+
+def _loader(folder):
+    """``logits_of(numpy batch)`` through Optimum's ORTModelForSequenceClassification, or a bare session."""
+    try:
+        from optimum.onnxruntime import ORTModelForSequenceClassification
+    except ImportError:
+        from fastformers_hf.onnx.graph import inference_session
+
+        session = inference_session(folder)
+        names = [i.name for i in session.get_inputs()]
+        return lambda batch: session.run(["logits"], {n: batch[n] for n in names})[0]
+    model = ORTModelForSequenceClassification.from_pretrained(folder)
+    return lambda batch: model(**batch).logits
 
 
 if __name__ == "__main__":

@@ -31,6 +31,10 @@ class ArchitectureSpec:
     module_head_size_attr: str = "attention_head_size"
     module_all_head_size_attr: str = "all_head_size"  # heads x head size
     position_offset: int = 0  # position embeddings reserved before the first token (RoBERTa: padding_idx + 1)
+    # The ONNX route without Optimum (onnx/ort_tools.py) needs what Optimum's OnnxConfig and ORTConfigManager know:
+    # whether the exported graph takes token_type_ids, and the model type onnxruntime's optimizer fuses it as.
+    onnx_token_type_ids: bool = True
+    ort_optimizer_type: str = "bert"
 
 
 _BERT_LIKE = ArchitectureSpec(
@@ -45,8 +49,8 @@ _BERT_LIKE = ArchitectureSpec(
 
 ARCHITECTURES: dict[str, ArchitectureSpec] = {
     "bert": _BERT_LIKE,  # also MiniLM, which ships as BERT
-    "roberta": replace(_BERT_LIKE, position_offset=2),
-    "xlm-roberta": replace(_BERT_LIKE, position_offset=2),
+    "roberta": replace(_BERT_LIKE, position_offset=2, onnx_token_type_ids=False),
+    "xlm-roberta": replace(_BERT_LIKE, position_offset=2, onnx_token_type_ids=False),
     "electra": _BERT_LIKE,
     "distilbert": ArchitectureSpec(
         layers="transformer.layer",
@@ -65,6 +69,7 @@ ARCHITECTURES: dict[str, ArchitectureSpec] = {
         heads_holder="attention",
         module_num_heads_attr="n_heads",
         module_all_head_size_attr="dim",
+        onnx_token_type_ids=False,
     ),
 }
 

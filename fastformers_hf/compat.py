@@ -37,3 +37,9 @@ def check_transformers_version() -> None:
             f"transformers {'.'.join(map(str, version))} is installed. Most of it may work; if something fails, "
             "install a checked version (pip install 'transformers<6') and report the failure.",
             stacklevel=3)
+
+
+def warmup(ratio: float) -> dict:
+    """The ``TrainingArguments`` keyword for a warm-up of ``ratio`` of the steps: ``warmup_ratio`` in 4.x; 5.x
+    removed it and reads a ``warmup_steps`` below 1 as that ratio."""
+    return {"warmup_steps": ratio} if is_transformers_5() else {"warmup_ratio": ratio}

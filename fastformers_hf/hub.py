@@ -230,8 +230,18 @@ def _push(model_dir: Path, repo_id: str, folders, staged: Path | None, *, privat
     return _upload(model_dir, repo_id, ops, private=private, token=token, revision=revision, message=message)
 
 
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """What a dropped connection raises in huggingface_hub's HTTP client: requests' errors (0.x) or httpx's (1.x; httpx2 in 2.x)."""
+    errors: list[type[BaseException]] = [OSError]
+    for module, name in (("requests", "RequestException"), ("httpx", "HTTPError"), ("httpx2", "HTTPError")):
+        try:
+            errors.append(getattr(__import__(module), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errors)
+
+
 def _upload(model_dir: Path, repo_id: str, ops, *, private: bool, token, revision, message: str):
-    import requests
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
@@ -251,10 +261,10 @@ def _upload(model_dir: Path, repo_id: str, ops, *, private: bool, token, revisio
         api.preupload_lfs_files(repo_id, additions=ops, revision=branch)
         stage = "committing"
         return api.create_commit(repo_id, operations=ops, commit_message=message, revision=branch)
-    except (HfHubHTTPError, requests.RequestException, OSError) as e:
+    except (HfHubHTTPError, *_network_errors()) as e:
         raise _push_error(e, stage, repo_id, branch, ops, token, model_dir) from e
     except RuntimeError as e:  # huggingface_hub wraps a failed LFS upload: "Error while uploading '<file>' ..."
-        cause = e.__cause__ if isinstance(e.__cause__, (HfHubHTTPError, requests.RequestException, OSError)) else None
+        cause = e.__cause__ if isinstance(e.__cause__, (HfHubHTTPError, *_network_errors())) else None
         if cause is None and "uploading" not in str(e):
             raise
         raise _push_error(cause or e, stage, repo_id, branch, ops, token, model_dir) from e

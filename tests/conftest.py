@@ -5,6 +5,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WANDB_DISABLED", "true")
+# The loopback Hub of tests/hub_server.py speaks the LFS upload protocol, not Xet; huggingface_hub 1.x and later
+# upload through Xet whenever hf_xet is installed unless this is set before it is imported.
+os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
 # Tiny models gain nothing from threads, and on a 2-core machine shared with other jobs, oversubscribed
 # OpenMP threads slow everyone down many times over.
 os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -265,7 +265,9 @@ def _make_handler(hub: HubServer):
             with hub.lock:
                 if repo_id in hub.repos:
                     return self._send(409, {"error": "You already created this model repo", "url": url})
-                hub.repos[repo_id] = {"private": bool(body.get("private")), "branches": {}, "commits": {}}
+                # huggingface_hub 0.x sends "private": bool, later versions "visibility": "private" | "public"
+                private = bool(body.get("private")) or body.get("visibility") == "private"
+                hub.repos[repo_id] = {"private": private, "branches": {}, "commits": {}}
                 gitattributes = {"data": b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n", "lfs": False}
                 hub._commit(repo_id, "main", {".gitattributes": gitattributes}, "initial commit")
             self._send(200, {"url": url, "name": repo_id, "id": repo_id})

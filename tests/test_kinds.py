@@ -51,6 +51,7 @@ def test_unknown_kinds_and_heads_are_refused():
 
 @pytest.mark.parametrize("name", ["sequence_classification", "token_classification", "question_answering"])
 def test_a_saved_model_of_each_kind_loads_and_exports_with_its_head(name, tmp_path):
+    pytest.importorskip("optimum.onnxruntime")  # load_ort_model is Optimum's ORTModel; tests/test_ort_route.py covers the rest
     import numpy as np
     import torch
 
@@ -77,6 +78,7 @@ def test_a_saved_model_of_each_kind_loads_and_exports_with_its_head(name, tmp_pa
 
 
 def test_a_model_built_from_a_config_exports_a_folder_that_names_its_head(tmp_path):
+    pytest.importorskip("optimum.onnxruntime")  # load_ort_model is Optimum's ORTModel; tests/test_ort_route.py covers the rest
     from fastformers_hf import export_onnx, load_ort_model
     from fastformers_hf.testing import tiny_tokenizer
 

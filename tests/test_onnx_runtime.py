@@ -1,5 +1,6 @@
 """ONNX Runtime path: export -> fuse -> int8 / fp16 for every architecture, the variant choice, and bad inputs."""
 import hashlib
+import inspect
 import json
 import warnings
 from pathlib import Path
@@ -17,13 +18,39 @@ from fastformers_hf.testing import tiny_config, tiny_model
 warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
 
 # Uneven heads kept per layer after pruning: 3, 2, 4, 1 of 4.
-UNEVEN = {0: [0], 1: [1, 2], 3: [0, 1, 2]}
+UNEVEN = [3, 2, 4, 1]
 SENTENCES = make_sentiment_data(0, 40, seed=3)["validation"]["sentence"]
 
 
-def ort_model(path):
-    from optimum.onnxruntime import ORTModelForSequenceClassification
+def prune_uneven(model):
+    from fastformers_hf.pruning import prune
 
+    return prune(model, heads_per_layer=UNEVEN, method="magnitude")
+
+
+class _Session:
+    """A bare onnxruntime session called like a model, ``model(**encoded).logits``: where Optimum is not installed
+    (transformers 5.x), this is how the package's own loaders run a folder."""
+
+    def __init__(self, path):
+        from fastformers_hf.onnx.graph import inference_session
+
+        self.session = inference_session(path)
+        self.input_names = [i.name for i in self.session.get_inputs()]
+
+    def __call__(self, **inputs):
+        from types import SimpleNamespace
+
+        feeds = {k: v.numpy() for k, v in inputs.items()}
+        return SimpleNamespace(logits=torch.from_numpy(self.session.run(["logits"], feeds)[0]))
+
+
+def ort_model(path):
+    """Optimum's ORTModelForSequenceClassification where Optimum is installed, else a bare session."""
+    try:
+        from optimum.onnxruntime import ORTModelForSequenceClassification
+    except ImportError:
+        return _Session(path)
     return ORTModelForSequenceClassification.from_pretrained(path)
 
 
@@ -32,7 +59,7 @@ def logits_of(model, tokenizer, texts=SENTENCES):
     out = []
     for text in texts:
         enc = tokenizer(text, return_tensors="pt")
-        names = getattr(model, "input_names", None) or model.forward.__code__.co_varnames
+        names = getattr(model, "input_names", None) or inspect.signature(model.forward).parameters
         with torch.no_grad():
             out.append(model(**{k: v for k, v in enc.items() if k in names}).logits.numpy())
     return np.concatenate(out)
@@ -49,7 +76,7 @@ def digest(path):
 @pytest.mark.parametrize("model_type", ["bert", "roberta", "xlm-roberta", "electra", "distilbert"])
 def test_export_fuse_quantize_match_pytorch(model_type, tokenizer, tmp_path, caplog):
     model = tiny_model(model_type)
-    model.prune_heads(UNEVEN)
+    prune_uneven(model)
     ref = logits_of(model, tokenizer)
 
     exported = export_onnx(model, tmp_path / "fp32", tokenizer=tokenizer)
@@ -72,14 +99,14 @@ def test_export_fuse_quantize_match_pytorch(model_type, tokenizer, tmp_path, cap
         got = logits_of(ort_model(path), tokenizer)
         assert (got.argmax(-1) == ref.argmax(-1)).mean() >= 0.9
         assert np.abs(got - ref).max() < 0.05
-        assert {"config.json", "tokenizer.json", "vocab.txt"} <= set(digest(path))
+        assert {"config.json", "tokenizer.json"} <= set(digest(path))
     steps = [s["step"] for s in json.loads((int8_fused / "config.json").read_text())["fastformers"]["steps"]]
-    assert steps == ["onnx_export", "onnx_optimize", "onnx_quantize"]
+    assert steps[-3:] == ["onnx_export", "onnx_optimize", "onnx_quantize"]
 
 
 def test_export_from_directory_keeps_pruned_shape(tokenizer, tmp_path):
     model = tiny_model("bert")
-    model.prune_heads(UNEVEN)
+    prune_uneven(model)
     model.save_pretrained(tmp_path / "pt")
     tokenizer.save_pretrained(tmp_path / "pt")
     out = export_onnx(tmp_path / "pt", tmp_path / "onnx")
@@ -118,7 +145,7 @@ def test_static_quantization_with_calibration_data(tokenizer, tmp_path):
     out = quantize_onnx(exported, tmp_path / "static", static=True, calibration_dataset=calib,
                         num_calibration_samples=32)
     assert "QuantizeLinear" in op_types(out)
-    assert json.loads((out / "ort_config.json").read_text())["quantization"]["is_static"] is True
+    assert json.loads((out / "config.json").read_text())["fastformers"]["steps"][-1]["static"] is True
     got, ref = logits_of(ort_model(out), tokenizer), logits_of(model, tokenizer)
     assert (got.argmax(-1) == ref.argmax(-1)).mean() >= 0.8
     assert not list(Path.cwd().glob("augmented*.onnx"))  # calibration scratch files stay in a temp dir
@@ -126,7 +153,7 @@ def test_static_quantization_with_calibration_data(tokenizer, tmp_path):
 
 def test_optimize_for_inference_picks_fastest_within_tolerance(tokenizer, tmp_path):
     model = tiny_model("bert")
-    model.prune_heads(UNEVEN)
+    prune_uneven(model)
     model.save_pretrained(tmp_path / "pt")
     tokenizer.save_pretrained(tmp_path / "pt")
     before = digest(tmp_path / "pt")

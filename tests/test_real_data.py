@@ -34,6 +34,7 @@ def test_distilled_3_layer_student_learns_sst2(tmp_path, sst2):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from fastformers_hf import DistillationConfig, DistillationTrainer, cache_teacher_logits, make_student, tokenize
+    from fastformers_hf.compat import warmup
 
     teacher = AutoModelForSequenceClassification.from_pretrained(TEACHER)
     tokenizer = AutoTokenizer.from_pretrained(TEACHER)
@@ -42,7 +43,7 @@ def test_distilled_3_layer_student_learns_sst2(tmp_path, sst2):
     student = make_student(teacher, num_layers=3)
     before = accuracy(student, sst2["validation"], tokenizer)
     args = DistillationConfig(output_dir=str(tmp_path / "s"), max_steps=200, per_device_train_batch_size=32,
-                              learning_rate=1e-4, warmup_ratio=0.06, report_to=[], save_strategy="no",
+                              learning_rate=1e-4, **warmup(0.06), report_to=[], save_strategy="no",
                               dataloader_pin_memory=False, logging_steps=50)
     DistillationTrainer(model=student, args=args, train_dataset=train, processing_class=tokenizer).train()
     after = accuracy(student, sst2["validation"], tokenizer)

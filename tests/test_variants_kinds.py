@@ -11,9 +11,11 @@ import torch
 
 from fastformers_hf import FastFormersError, VariantChoiceConfig, export_onnx, load_ort_model, optimize_for_inference
 from fastformers_hf.inference.runners import ort_runner, pytorch_runner
+from fastformers_hf.inference.tokenization import with_special_tokens
 from fastformers_hf.measurements import load_measurements
 from fastformers_hf.onnx.examples import random_examples
 from fastformers_hf.onnx.graph import inference_session
+from fastformers_hf.onnx.ort_tools import optimum_available
 from fastformers_hf.tasks.kinds import kind_of
 from fastformers_hf.testing import tiny_config
 
@@ -60,7 +62,7 @@ def exported(tokenizer, tmp_path_factory):
 def test_runners_single_and_multiple_outputs_agree(exported, tokenizer, kind, outputs, shapes):
     model, session = exported[kind]
     features = {"input_ids": np.asarray(
-        [tokenizer.build_inputs_with_special_tokens(list(range(10, 19)))] * 2, dtype=np.int64)}
+        [with_special_tokens(tokenizer, list(range(10, 19)))] * 2, dtype=np.int64)}
     features["attention_mask"] = np.ones_like(features["input_ids"])
     features["token_type_ids"] = np.zeros_like(features["input_ids"])
     pt = pytorch_runner(model) if outputs is None else pytorch_runner(model, outputs)
@@ -119,7 +121,8 @@ def test_variant_choice_without_eval_set_checks_every_output(kind, per_output, t
     else:
         assert fp32["per_output"]["start_logits"]["compared"] == CONFIG["sample_size"]
     assert "per_output" not in json.dumps(report["reference"])
-    assert isinstance(load_ort_model(out), kind_of(model).ort_class())
+    if optimum_available():  # Optimum's ORTModel class of the kind loads the folder
+        assert isinstance(load_ort_model(out), kind_of(model).ort_class())
 
 
 # -- judged by the task's metric on a raw eval split ----------------------------------------------------------------

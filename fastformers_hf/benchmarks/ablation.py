@@ -31,6 +31,7 @@ from .ablation_config import BOOLQ_DEV_QUERIES, INT8_CANDIDATES, PAPER, Ablation
 from .ablation_report import checks, markdown_table, multi_instance_ratio, plot, render_markdown  # noqa: F401
 from .ablation_steps import (Step, boolq_like_pairs, chain_rows, encoder, in_process_step, measure,  # noqa: F401
                              rapl_available, server_step, stratified)
+from ..compat import warmup
 from ..hub_code import save_model_folder
 from ..utils.io import atomic_output_dir, claim_output_dir, read_json, write_json
 from ..shape_record import shape_of
@@ -144,7 +145,7 @@ def _train_args(out: Path, steps: int, **kw):
     from ..distillation.config import DistillationConfig
 
     return DistillationConfig(output_dir=str(out), overwrite_output_dir=True, max_steps=steps,
-                              per_device_train_batch_size=32, learning_rate=1e-4, weight_decay=0.01, warmup_ratio=0.06,
+                              per_device_train_batch_size=32, learning_rate=1e-4, weight_decay=0.01, **warmup(0.06),
                               logging_steps=100, save_strategy="no", report_to=[], dataloader_pin_memory=False, seed=0,
                               **kw)
 

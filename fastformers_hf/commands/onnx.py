@@ -22,6 +22,8 @@ class OnnxArguments:
     tolerance: float = field(default=0.5, metadata={"help": "Accuracy points a variant may lose against PyTorch."})
     threads: int = field(default=1, metadata={"help": "ONNX Runtime intra-op threads while timing."})
     quantization_preset: str = field(default="auto", metadata={"help": "auto, avx512_vnni, avx512, avx2 or arm64."})
+    route: str = field(default="auto", metadata={"help": "optimum, onnxruntime (torch.onnx.export + onnxruntime's "
+                                                         "own tools) or auto (optimum where installed)."})
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace an --output_dir that holds our "
                                                                         "own output of another command (never "
                                                                         "someone else's files)."})
@@ -36,7 +38,7 @@ def main(argv=None) -> int:
     check_output_dir(args.output_dir, "onnx", [args.model_dir, args.data], args.overwrite_output_dir)
     eval_dataset = load_task_data(args.data, args.task)["validation"] if args.data else None
     config = VariantChoiceConfig(tolerance=args.tolerance, quantization_preset=args.quantization_preset,
-                                 session=SessionConfig(intra_op_num_threads=args.threads))
+                                 route=args.route, session=SessionConfig(intra_op_num_threads=args.threads))
     out = optimize_for_inference(args.model_dir, args.output_dir, eval_dataset=eval_dataset, config=config,
                                  overwrite=args.overwrite_output_dir)
     print((out / "onnx_variants.md").read_text())

@@ -6,15 +6,12 @@ import os
 from pathlib import Path
 
 from ..errors import FastFormersError
+from ..utils.model_folder import TOKENIZER_FILES
 
 
 def _name(model) -> str:
     cfg = model.config
     return f"{getattr(cfg, '_name_or_path', '') or cfg.model_type} ({cfg.model_type})"
-
-
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "sentencepiece.bpe.model",
-                   "spiece.model", "spm.model")
 
 
 def tokenizer_fingerprint(tokenizer) -> str:

@@ -260,7 +260,7 @@ class QuestionAnswerer:
         or a directory: one holding ``*.onnx`` runs on ONNX Runtime, else PyTorch."""
         from ..onnx.config import SessionConfig
         from ..onnx.graph import inference_session
-        from ..utils.model_folder import check_model_folder, load_tokenizer, model_config, onnx_files
+        from ..utils.model_folder import load_tokenizer, model_config, onnx_files
 
         config = config or QuestionAnsweringConfig()
         if not isinstance(model_or_dir, (str, os.PathLike)):
@@ -287,10 +287,11 @@ class QuestionAnswerer:
             session = inference_session(path, SessionConfig(intra_op_num_threads=config.threads))
             return cls(qa_ort_runner(session), tokenizer, config, "onnxruntime", str(path), folder_config)
         import torch
-        from transformers import AutoModelForQuestionAnswering
+
+        from ..utils.model_folder import load_pytorch_model
 
         torch.set_num_threads(config.threads)
-        model = AutoModelForQuestionAnswering.from_pretrained(check_model_folder(path)).eval()
+        model = load_pytorch_model(path).eval()  # pruned shapes rebuilt from the record (transformers 4 and 5)
         return cls(qa_pytorch_runner(model), tokenizer, config, "pytorch", str(path), folder_config)
 
     validate_inputs = staticmethod(validate_qa_inputs)

@@ -118,7 +118,7 @@ class EntityTagger:
                        model_config=config_dict)
         from ..onnx.config import SessionConfig
         from ..onnx.graph import inference_session
-        from ..utils.model_folder import check_model_folder, load_tokenizer, model_config, onnx_files
+        from ..utils.model_folder import load_tokenizer, model_config, onnx_files
 
         path = Path(model_or_dir)
         folder_config = model_config(path)
@@ -131,10 +131,11 @@ class EntityTagger:
             session = inference_session(path, SessionConfig(intra_op_num_threads=config.threads))
             return cls(ort_runner(session), tokenizer, labels, config, "onnxruntime", str(path), folder_config)
         import torch
-        from transformers import AutoModelForTokenClassification
+
+        from ..utils.model_folder import load_pytorch_model
 
         torch.set_num_threads(config.threads)
-        model = AutoModelForTokenClassification.from_pretrained(check_model_folder(path)).eval()
+        model = load_pytorch_model(path).eval()  # pruned shapes rebuilt from the record (transformers 4 and 5)
         return cls(pytorch_runner(model), tokenizer, labels, config, "pytorch", str(path), folder_config)
 
     def token_predictions(self, inputs) -> list[list[dict]]:

@@ -103,3 +103,13 @@ def collate(tokenizer, ids: Sequence[TokenIds]) -> dict[str, np.ndarray]:
             else:
                 out[k][b, :n] = v
     return out
+
+
+def with_special_tokens(tokenizer, ids: list[int]) -> list[int]:
+    """``ids`` of one text wrapped in the tokenizer's special tokens ([CLS] ids [SEP], <s> ids </s>).
+    transformers 5.x tokenizers no longer have ``build_inputs_with_special_tokens``; every tokenizer of the
+    architecture table wraps a single text as its CLS token, the ids and its SEP token."""
+    build = getattr(tokenizer, "build_inputs_with_special_tokens", None)
+    if build is not None:
+        return build(ids)
+    return [tokenizer.cls_token_id, *ids, tokenizer.sep_token_id]

@@ -186,6 +186,9 @@ class VariantChoiceConfig:
     measure_pytorch: bool = field(
         default=True, metadata={"help": "Also time PyTorch, for speed-up ratios in the report."})
     session: SessionConfig = field(default_factory=SessionConfig, metadata={"help": "Session settings for timing."})
+    route: str = field(default="auto", metadata={"help": "How graphs are exported, fused and quantized: optimum, "
+                                                         "onnxruntime (torch.onnx.export + onnxruntime's own tools) "
+                                                         "or auto (optimum where it is installed)."})
     seed: int = field(default=0, metadata={"help": "Seed for the random sample and shuffling."})
 
     def __post_init__(self):
@@ -209,6 +212,8 @@ class VariantChoiceConfig:
                 f"use auto or one of {', '.join(QUANTIZATION_PRESETS)}.")
         if not 0 <= self.speed_margin < 1:
             raise FastFormersError(f"speed_margin is a fraction of the fastest latency in [0, 1), got {self.speed_margin}.")
+        if self.route not in ("auto", "optimum", "onnxruntime"):
+            raise FastFormersError(f"route {self.route!r} is unknown; use auto, optimum or onnxruntime.")
         if self.sample_size < 1 or self.latency_repeats < 1 or self.warmup < 0:
             raise FastFormersError("sample_size and latency_repeats must be >= 1 and warmup >= 0.")
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..errors import FastFormersError
 from ..inference.runners import Features
+from ..inference.tokenization import with_special_tokens
 from ..tasks.data import guess_text_fields
 from .config import VariantChoiceConfig
 
@@ -74,7 +75,7 @@ def random_examples(tokenizer, n: int, max_length: int, seed: int = 0) -> list[F
     out = []
     for length in rng.integers(8, max(9, max_length - 1), size=n):
         text_ids = rng.choice(vocab, size=int(length) - 2).tolist()
-        ids = tokenizer.build_inputs_with_special_tokens(text_ids)
+        ids = with_special_tokens(tokenizer, text_ids)
         out.append({"input_ids": np.asarray([ids], dtype=np.int64),
                     "attention_mask": np.ones((1, len(ids)), dtype=np.int64),
                     "token_type_ids": np.zeros((1, len(ids)), dtype=np.int64)})

@@ -1,5 +1,9 @@
-"""The ONNX Runtime path through Optimum: export and graph fusion (fp32, fp16). Quantization is in
-:mod:`fastformers_hf.onnx.quantize`.
+"""The ONNX Runtime path: export and graph fusion (fp32, fp16). Quantization is in :mod:`fastformers_hf.onnx.quantize`.
+
+Each step takes a ``route``: ``"optimum"`` (Optimum's exporter and ``ORTOptimizer``), ``"onnxruntime"``
+(``torch.onnx.export`` and onnxruntime's optimizer, :mod:`fastformers_hf.onnx.ort_tools`, for where optimum-onnx
+cannot be installed, e.g. transformers 5.x) or ``"auto"`` (Optimum when installed). Both routes write the same
+folder layout and record which one ran in ``config.fastformers``.
 
 Every function reads one directory and writes a new one (atomically, never over its input) that loads with
 ``ORTModelForSequenceClassification.from_pretrained(path)``, with the tokenizer and config beside the graph.
@@ -20,6 +24,7 @@ from ..utils.model_folder import check_model_folder, check_onnx_dir, load_pytorc
 from .config import OPTIMIZATION_LEVELS
 from ..tasks.kinds import kind_of
 from .graph import ONNX_FILE, copy_companions, optimum_classes, record_step
+from .ort_tools import onnx_route
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -28,15 +33,20 @@ from .graph import ONNX_FILE, copy_companions, optimum_classes, record_step
 
 
 
-def _check_export_supported(model_type: str | None, export_task: str) -> None:
+def _check_export_supported(model_type: str | None, export_task: str, route: str) -> None:
+    from ..architectures import ARCHITECTURES
+
+    if route == "onnxruntime":  # our exporter (ort_tools.torch_export) knows the architectures of our table
+        if model_type not in ARCHITECTURES:
+            raise FastFormersError(f"not supported for ONNX export: {model_type}; supported here: "
+                                   f"{', '.join(sorted(ARCHITECTURES))}.")
+        return
     tasks_manager = optimum_classes()["TasksManager"]
     try:
         tasks = tasks_manager.get_supported_tasks_for_model_type(model_type, "onnx", library_name="transformers")
     except (KeyError, ValueError):
         tasks = {}
     if export_task not in tasks:
-        from ..architectures import ARCHITECTURES
-
         raise FastFormersError(
             f"not supported for ONNX export: {model_type} (Optimum has no {export_task} export for it); "
             f"supported here: {', '.join(sorted(ARCHITECTURES))}.")
@@ -47,15 +57,17 @@ def _check_export_supported(model_type: str | None, export_task: str) -> None:
 
 
 def export_onnx(model_or_dir, save_dir: str | os.PathLike, tokenizer=None, opset: int | None = None,
-                overwrite: bool = False) -> Path:
+                overwrite: bool = False, route: str = "auto") -> Path:
     """Export a PyTorch model of any kind in :data:`~fastformers_hf.tasks.kinds.KINDS` (a model or a directory) to
-    ``save_dir/model.onnx`` with Optimum, with the kind's export task.
+    ``save_dir/model.onnx`` with Optimum (the kind's export task) or, on the ``onnxruntime`` route, with
+    ``torch.onnx.export`` and the same input/output names and axes.
 
     The graph has dynamic batch and sequence axes; tokenizer and config are saved beside it. Head-pruned models
     (uneven heads per layer) export as they are. Returns ``save_dir``.
     """
     import torch
 
+    route = onnx_route(route)
     source_dir = None
     if isinstance(model_or_dir, (str, os.PathLike)):
         source_dir = Path(model_or_dir)
@@ -64,7 +76,7 @@ def export_onnx(model_or_dir, save_dir: str | os.PathLike, tokenizer=None, opset
         from ..utils.io import read_json
 
         folder_config = read_json(source_dir / "config.json") or {}
-        _check_export_supported(folder_config.get("model_type"), kind_of(folder_config).export_task)
+        _check_export_supported(folder_config.get("model_type"), kind_of(folder_config).export_task, route)
         model = load_pytorch_model(source_dir)
         tokenizer = tokenizer or load_tokenizer(source_dir)
     else:
@@ -74,7 +86,7 @@ def export_onnx(model_or_dir, save_dir: str | os.PathLike, tokenizer=None, opset
                 f"export_onnx needs a transformers model or a model directory, got {type(model).__name__}.")
         source_dir = getattr(model.config, "_name_or_path", None) or None  # the folder it was loaded from, if any
         check_output_dir(save_dir, "export_onnx", [source_dir], overwrite, what="save_dir", overwrite_flag="overwrite=True")
-        _check_export_supported(model.config.model_type, kind_of(model).export_task)
+        _check_export_supported(model.config.model_type, kind_of(model).export_task, route)
         tokenizer = tokenizer or load_tokenizer(source_dir)
     if tokenizer is None:
         raise FastFormersError(
@@ -100,16 +112,28 @@ def export_onnx(model_or_dir, save_dir: str | os.PathLike, tokenizer=None, opset
                     # constant in the graph; it is one (1.0), so the warning is noise to every user of the export.
                     warnings.filterwarnings("ignore", message="torch.tensor results are registered as constants",
                                             category=torch.jit.TracerWarning)
-                    optimum_classes()["onnx_export_from_model"](model, tmp, opset=opset, task=kind_of(model).export_task,
-                                                         do_validation=False)
-            except (RuntimeError, ValueError, KeyError) as e:
+                    # transformers 5.x's mask builder tests `kv_length + kv_offset - mask.shape[-1] > 0`, which the
+                    # tracer records as a constant; for an encoder the mask always has the sequence's length, so the
+                    # test is 0 > 0 for every input (each variant is also checked against PyTorch on other lengths).
+                    warnings.filterwarnings("ignore", message="Converting a tensor to a Python boolean",
+                                            category=torch.jit.TracerWarning, module="transformers.masking_utils")
+                    if route == "optimum":
+                        optimum_classes()["onnx_export_from_model"](model, tmp, opset=opset,
+                                                                    task=kind_of(model).export_task,
+                                                                    do_validation=False)
+                    else:
+                        from .ort_tools import torch_export
+
+                        torch_export(model, tmp / ONNX_FILE, opset)
+                        model.config.save_pretrained(tmp)
+            except (RuntimeError, ValueError, KeyError, torch.onnx.errors.OnnxExporterError) as e:
                 raise FastFormersError(f"ONNX export of {model.config.model_type} failed: {e}") from e
             tokenizer.save_pretrained(tmp)
             import onnx
 
             graph = onnx.load(str(tmp / ONNX_FILE), load_external_data=False)
             real_opset = next((o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")), opset)
-            record_step(tmp, {"step": "onnx_export", "opset": real_opset, "format": "onnx"})
+            record_step(tmp, {"step": "onnx_export", "opset": real_opset, "format": "onnx", "route": route})
     finally:
         model.train(was_training)
     return Path(save_dir)
@@ -138,16 +162,23 @@ def _optimization_config(level, for_gpu: bool, changes: dict | None = None):
 
 
 def optimize_onnx(onnx_dir: str | os.PathLike, save_dir: str | os.PathLike, level="O2", for_gpu: bool = False,
-                  overwrite: bool = False, changes: dict | None = None) -> Path:
+                  overwrite: bool = False, changes: dict | None = None, route: str = "auto") -> Path:
     """Fuse the graph with Optimum's ``ORTOptimizer`` (Attention, SkipLayerNorm, BiasGelu, ...).
 
     ``level`` is a preset (O1 general only, O2 + transformer fusions, O3 + fast GELU, O4 + fp16 for GPU) or an
     ``optimum.onnxruntime.OptimizationConfig`` (or a dict of its fields); ``changes`` sets some of its fields on
     top (e.g. ``{"disable_skip_layer_norm_fusion": True}``). Head-pruned graphs fuse correctly: ORT reads the head
     counts from the graph (its "Input hidden size ... is not same as weight matrix" log, noise for them, is
-    dropped). Returns ``save_dir``.
+    dropped). On the ``onnxruntime`` route ``level`` is a preset or a dict of the same fields, and
+    ``onnxruntime.transformers.optimizer`` runs with them. Returns ``save_dir``.
     """
-    config = _optimization_config(level, for_gpu, changes)
+    route = onnx_route(route)
+    if route == "optimum":
+        config = _optimization_config(level, for_gpu, changes)
+    else:
+        from .ort_tools import optimization_fields
+
+        config = optimization_fields(level, changes, for_gpu)
     label = level if isinstance(level, str) else "custom"
     return _optimize(onnx_dir, save_dir, config, label + ("+" + ",".join(sorted(changes)) if changes else ""), overwrite,
                      "optimize_onnx")
@@ -193,9 +224,13 @@ def _quiet_quantized_input_notes(model_file: Path):
 
 
 def _optimize(onnx_dir, save_dir, config, label: str, overwrite: bool, kind: str) -> Path:
-    opt = optimum_classes()
+    """Fuse with Optimum's ORTOptimizer (``config`` an OptimizationConfig) or, given a dict of its fields, with
+    onnxruntime's optimizer (:func:`~fastformers_hf.onnx.ort_tools.ort_optimize`)."""
     check_output_dir(save_dir, kind, [onnx_dir], overwrite, what="save_dir", overwrite_flag="overwrite=True")
     model_file = check_onnx_dir(onnx_dir)
+    if isinstance(config, dict):
+        return _optimize_with_onnxruntime(onnx_dir, save_dir, model_file, config, label, overwrite, kind)
+    opt = optimum_classes()
     from optimum.onnxruntime.utils import ORTConfigManager
     from transformers import AutoConfig
 
@@ -210,20 +245,49 @@ def _optimize(onnx_dir, save_dir, config, label: str, overwrite: bool, kind: str
         copy_companions(Path(onnx_dir), tmp)
         optimizer = opt["ORTOptimizer"].from_pretrained(onnx_dir, file_names=[model_file.name])
         optimizer.optimize(config, tmp, file_suffix=None)
-        record_step(tmp, {"step": "onnx_optimize", "level": label,
+        record_step(tmp, {"step": "onnx_optimize", "level": label, "route": "optimum",
                            "optimization_level": config.optimization_level, "fp16": config.fp16})
     return Path(save_dir)
 
 
-def to_fp16(onnx_dir: str | os.PathLike, save_dir: str | os.PathLike, overwrite: bool = False) -> Path:
+def _optimize_with_onnxruntime(onnx_dir, save_dir, model_file: Path, fields: dict, label: str, overwrite: bool,
+                               kind: str) -> Path:
+    from transformers import AutoConfig
+
+    from ..architectures import ARCHITECTURES
+    from .ort_tools import ort_optimize
+
+    config = AutoConfig.from_pretrained(onnx_dir)
+    spec = ARCHITECTURES.get(config.model_type)
+    if spec is None:
+        raise FastFormersError(
+            f"ONNX Runtime has no graph fusion for {config.model_type}; use the plain or quantized export instead.")
+    with atomic_output_dir(save_dir, kind, [onnx_dir], overwrite, overwrite_flag="overwrite=True") as tmp, \
+            _quiet_pruned_attention_warning(), _quiet_quantized_input_notes(model_file):
+        copy_companions(Path(onnx_dir), tmp)
+        # Optimum passes the config's head count and width; onnxruntime reads the real ones (pruned layers) from the
+        # graph and uses those.
+        ort_optimize(model_file, tmp / model_file.name, spec.ort_optimizer_type, getattr(config, spec.num_heads_attr),
+                     getattr(config, spec.hidden_size_attr), fields)
+        record_step(tmp, {"step": "onnx_optimize", "level": label, "route": "onnxruntime",
+                           "optimization_level": fields["optimization_level"], "fp16": fields["fp16"]})
+    return Path(save_dir)
+
+
+def to_fp16(onnx_dir: str | os.PathLike, save_dir: str | os.PathLike, overwrite: bool = False,
+            route: str = "auto") -> Path:
     """Fuse and convert the graph to float16 for GPU inference (Optimum's O4 without the GELU approximation).
 
     Inputs and outputs stay int64/float32 (``keep_io_types``), so the calling code does not change. Run it
     with the CUDA execution provider; CPU only runs it slowly, for checking.
     """
-    config = optimum_classes()["OptimizationConfig"](
-        # 0: only the transformers fusions (written in Python); any ORT level here would need a CUDA session to
-        # run its GPU passes and logs "There is no gpu" on a CPU machine. The session applies them at load time.
-        optimization_level=0,
-        optimize_for_gpu=True, fp16=True, enable_transformers_specific_optimizations=True)
+    # optimization_level 0: only the transformers fusions (written in Python); any ORT level here would need a CUDA
+    # session to run its GPU passes and logs "There is no gpu" on a CPU machine. The session applies them at load.
+    fields = dict(optimization_level=0, optimize_for_gpu=True, fp16=True, enable_transformers_specific_optimizations=True)
+    if onnx_route(route) == "optimum":
+        config = optimum_classes()["OptimizationConfig"](**fields)
+    else:
+        from .ort_tools import optimization_fields
+
+        config = optimization_fields(fields)
     return _optimize(onnx_dir, save_dir, config, "fp16", overwrite, "to_fp16")

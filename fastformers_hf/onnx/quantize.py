@@ -1,5 +1,6 @@
-"""int8 quantization of an ONNX graph with Optimum's ``ORTQuantizer`` (dynamic, or static with calibration data),
-on plain and on fused graphs."""
+"""int8 quantization of an ONNX graph (dynamic, or static with calibration data), on plain and on fused graphs: with
+Optimum's ``ORTQuantizer``, or on the ``onnxruntime`` route with ``onnxruntime.quantization`` and the same preset
+settings (:mod:`fastformers_hf.onnx.ort_tools`)."""
 from __future__ import annotations
 
 import os
@@ -10,6 +11,7 @@ from ..utils.io import atomic_output_dir, check_output_dir, work_dir_beside
 from ..utils.model_folder import check_onnx_dir, load_tokenizer
 from .config import CALIBRATION_METHODS, QUANTIZATION_PRESETS
 from .graph import copy_companions, graph_uses_contrib_ops, onnx_input_names, optimum_classes, record_step
+from .ort_tools import onnx_route
 
 
 def _quantization_config(preset, static: bool, per_channel: bool | None):
@@ -53,21 +55,32 @@ def _calibration_inputs(dataset, model_file: Path, tokenizer, text_fields, max_l
 def quantize_onnx(onnx_dir: str | os.PathLike, save_dir: str | os.PathLike, preset="avx512_vnni",
                   per_channel: bool | None = None, static: bool = False, calibration_dataset=None,
                   calibration_method: str = "minmax", num_calibration_samples: int = 100,
-                  text_fields: tuple[str, ...] | None = None, max_length: int = 128, overwrite: bool = False) -> Path:
-    """Quantize the graph to int8 with Optimum's ``ORTQuantizer``.
+                  text_fields: tuple[str, ...] | None = None, max_length: int = 128, overwrite: bool = False,
+                  route: str = "auto") -> Path:
+    """Quantize the graph to int8 with Optimum's ``ORTQuantizer`` (or ``onnxruntime.quantization``).
 
     Dynamic quantization (the default) needs no data: weights are int8 and activations are quantized per call.
     ``preset`` is an Optimum ``AutoQuantizationConfig`` preset (avx512_vnni, avx512, avx2, arm64) or a
     ``QuantizationConfig``; ``per_channel`` overrides the preset's choice. ``static=True`` calibrates activation
     ranges on ``calibration_dataset`` (a Dataset of raw text or of tokenised inputs, or a list of texts) with
-    ``calibration_method`` (minmax, entropy, percentiles). Works on plain and on fused graphs. Returns ``save_dir``.
+    ``calibration_method`` (minmax, entropy, percentiles). Works on plain and on fused graphs. ``route``: see
+    :func:`~fastformers_hf.onnx.ort_tools.onnx_route` (on the onnxruntime route ``preset`` is a preset name).
+    Returns ``save_dir``.
     """
     import onnx
 
-    opt = optimum_classes()
+    route = onnx_route(route)
     check_output_dir(save_dir, "quantize_onnx", [onnx_dir], overwrite, what="save_dir", overwrite_flag="overwrite=True")
     model_file = check_onnx_dir(onnx_dir)
-    config = _quantization_config(preset, static, per_channel)
+    if route == "optimum":
+        opt = optimum_classes()
+        config = _quantization_config(preset, static, per_channel)
+        channel_wise = config.per_channel
+    else:
+        from .ort_tools import quantization_fields
+
+        fields = quantization_fields(preset, per_channel)
+        channel_wise = fields["per_channel"]
     if static and calibration_dataset is None:
         raise FastFormersError("static quantization needs a calibration_dataset (a few hundred typical inputs); "
                                "pass one or use static=False for dynamic quantization.")
@@ -90,6 +103,21 @@ def quantize_onnx(onnx_dir: str | os.PathLike, save_dir: str | os.PathLike, pres
             typed = SymbolicShapeInference.infer_shapes(onnx.load(str(model_file)), auto_merge=True)
             source = Path(work) / model_file.name
             onnx.save(typed, str(source))
+        if route == "onnxruntime":
+            from .ort_tools import ort_quantize_dynamic, ort_quantize_static
+
+            copy_companions(Path(onnx_dir), tmp)
+            if static:
+                calib = _calibration_inputs(calibration_dataset, source, load_tokenizer(onnx_dir), text_fields,
+                                            max_length, num_calibration_samples)
+                ort_quantize_static(source, tmp / model_file.name, fields, calib, onnx_input_names(source),
+                                    calibration_method)
+            else:
+                ort_quantize_dynamic(onnx.load(str(source)), tmp / model_file.name, fields)
+            model_config.save_pretrained(tmp)
+            record_step(tmp, {"step": "onnx_quantize", "preset": preset, "static": static, "route": route,
+                               "per_channel": channel_wise, "calibration_method": calibration_method if static else None})
+            return Path(save_dir)
         quantizer = opt["ORTQuantizer"](source, config=model_config)
         ranges = None
         if static:
@@ -102,6 +130,6 @@ def quantize_onnx(onnx_dir: str | os.PathLike, save_dir: str | os.PathLike, pres
         copy_companions(Path(onnx_dir), tmp)
         quantizer.quantize(config, tmp, file_suffix=None, calibration_tensors_range=ranges)
         record_step(tmp, {"step": "onnx_quantize", "preset": preset if isinstance(preset, str) else "custom",
-                           "static": static, "per_channel": config.per_channel,
+                           "static": static, "route": route, "per_channel": channel_wise,
                            "calibration_method": calibration_method if static else None})
     return Path(save_dir)

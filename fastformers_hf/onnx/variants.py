@@ -29,6 +29,7 @@ from .agreement import PER_POSITION, as_tuple, check_eval_supported, compare_per
 from .examples import eval_examples, random_examples
 from .export import export_onnx, optimize_onnx
 from .graph import inference_session, model_size_bytes, record_step
+from .ort_tools import ROUTE_TEXT, onnx_route
 from .quantize import quantize_onnx
 from .task_metric import scored_by_task_metric, task_scorer
 from ..measurements import machine_text
@@ -79,10 +80,10 @@ def build_candidates(export_dir: str | os.PathLike, work_dir: str | os.PathLike,
             target = work_dir / name
             op, changes = STEPS[steps[-1]]
             if op == "optimize":
-                optimize_onnx(parent, target, level=config.optimization_level, changes=changes)
+                optimize_onnx(parent, target, level=config.optimization_level, changes=changes, route=config.route)
             else:
                 quantize_onnx(parent, target, preset=config.quantization_preset,
-                              per_channel=changes.get("per_channel", config.per_channel))
+                              per_channel=changes.get("per_channel", config.per_channel), route=config.route)
             built[steps] = target
         return built[steps]
 
@@ -126,6 +127,9 @@ class VariantChoice:
     config: dict[str, Any]
     other_cpu_load: dict[str, float]
     machine: dict[str, Any]
+    # Which tools built the graphs: "optimum" (Optimum's exporter, ORTOptimizer, ORTQuantizer) or "onnxruntime"
+    # (torch.onnx.export and onnxruntime's own optimizer and quantizer, where optimum-onnx is not installed).
+    route: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -368,9 +372,11 @@ def optimize_for_inference(model_or_dir, save_dir: str | os.PathLike, eval_datas
 
     with work_dir_beside(save_dir) as tmp_work:  # candidates are large: beside the output, not in the system temp
         work = Path(work_dir) if work_dir is not None else tmp_work
-        export_dir = export_onnx(model, work / "fp32", tokenizer=tokenizer)
-        candidates = build_candidates(export_dir, work, config)
+        route = onnx_route(config.route)
+        export_dir = export_onnx(model, work / "fp32", tokenizer=tokenizer, route=route)
+        candidates = build_candidates(export_dir, work, dataclasses.replace(config, route=route))
         choice = choose_variant(model, tokenizer, candidates, eval_dataset, config, latency_dataset=latency_dataset)
+        choice.route = route
         with atomic_output_dir(save_dir, "onnx", inputs, overwrite, overwrite_flag="overwrite=True") as out:
             for p in Path(candidates[choice.chosen]).iterdir():
                 if p.is_file():
@@ -385,9 +391,10 @@ def optimize_for_inference(model_or_dir, save_dir: str | os.PathLike, eval_datas
                 f"{100 * config.speed_margin:g}% of the fastest latency count as equally fast and the most accurate "
                 f"of them wins), checked on {choice.data}, timed on "
                 f"{choice.reference['timed_on']}, batch 1, {config.session.intra_op_num_threads} thread(s), other processes using "
-                f"{choice.other_cpu_load['other_load_cores']} cores. Machine: {machine_text(choice.machine)}.\n\n"
+                f"{choice.other_cpu_load['other_load_cores']} cores. Machine: {machine_text(choice.machine)}. "
+                f"Graphs built with {ROUTE_TEXT[route]}.\n\n"
                 f"{choice.table()}\n", encoding="utf-8")
             _record(out, choice)
             record_step(out, {"step": "onnx_choose_variant", "variant": choice.chosen, "tolerance": config.tolerance,
-                               "steps": list(VARIANTS[choice.chosen])})
+                               "steps": list(VARIANTS[choice.chosen]), "route": route})
     return Path(save_dir)

@@ -18,6 +18,7 @@ from typing import Callable
 
 from .config import CompressConfig, parse_target
 from .final import SERVING_BATCH_SIZE, STAGE_FILE, format_summary, measure_final  # noqa: F401 (public here)
+from ..compat import warmup
 from ..errors import FastFormersError
 from ..hub_code import save_model_folder
 from ..utils.quiet import dropped_log_records
@@ -84,11 +85,10 @@ class CompressPipeline:
                                    f"a folder of {c.task} files or a Hub dataset id.")
         else:
             rows = {"train": c.max_train_samples or 4800, "validation": c.max_eval_samples or 500, "data": "generated"}
-        for module, extra in (("optimum.onnxruntime", "onnx"), ("onnxruntime", "onnx")):
-            try:
-                __import__(module)
-            except ImportError:
-                raise FastFormersError(f"{module} is missing: pip install 'fastformers-hf[{extra}]'.") from None
+        try:  # the ONNX stage needs onnxruntime; Optimum is optional (without it onnxruntime's own tools run)
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            raise FastFormersError("onnxruntime is missing: pip install onnxruntime (or 'fastformers-hf[onnx]').") from None
         if c.push_to_hub:
             import huggingface_hub  # noqa: F401
         stages = ["0-teacher"] * bool(c.teacher_fine_tune_steps) + ["1-distill"] + \
@@ -232,7 +232,7 @@ class CompressPipeline:
         c = self.config
         return DistillationConfig(output_dir=str(tmp / "trainer"), max_steps=steps, learning_rate=c.learning_rate,
                                   per_device_train_batch_size=c.per_device_train_batch_size,
-                                  per_device_eval_batch_size=128, warmup_ratio=0.06, weight_decay=0.01,
+                                  per_device_eval_batch_size=128, **warmup(0.06), weight_decay=0.01,
                                   temperature=c.temperature, logging_steps=50, save_strategy="no", report_to=[],
                                   dataloader_pin_memory=False, seed=c.seed, **kw)
 
@@ -258,7 +258,7 @@ class CompressPipeline:
             model = kind.model_class().from_pretrained(source, **labels)
         args = TrainingArguments(output_dir=str(tmp / "trainer"), max_steps=c.teacher_fine_tune_steps,
                                  learning_rate=5e-5 if c.learning_rate == 1e-4 else c.learning_rate,
-                                 per_device_train_batch_size=c.per_device_train_batch_size, warmup_ratio=0.06,
+                                 per_device_train_batch_size=c.per_device_train_batch_size, **warmup(0.06),
                                  save_strategy="no", report_to=[], dataloader_pin_memory=False, seed=c.seed,
                                  logging_steps=50)
         Trainer(model=model, args=args, train_dataset=self.data["train"], processing_class=self.tokenizer,

@@ -23,6 +23,9 @@ class TaskKind:
     outputs: tuple[str, ...]  # model outputs that are distilled, e.g. ("start_logits", "end_logits")
     metric: str  # headline metric: accuracy | pearson | squad_f1 | entity_f1
     architecture_suffix: str  # how `config.architectures[0]` ends for this kind
+    # Dynamic axes of the ONNX graph's inputs and of each output (the names Optimum's exporter gives them).
+    onnx_input_axes: tuple[str, ...] = ("batch_size", "sequence_length")
+    onnx_output_axes: tuple[str, ...] = ("batch_size",)
 
     def model_class(self):
         import transformers
@@ -45,13 +48,16 @@ KINDS: dict[str, TaskKind] = {
                            "ForSequenceClassification"),
     "token_classification": TaskKind("token_classification", "AutoModelForTokenClassification",
                                      "token-classification", "ORTModelForTokenClassification",
-                                     "token-classification", ("logits",), "entity_f1", "ForTokenClassification"),
+                                     "token-classification", ("logits",), "entity_f1", "ForTokenClassification",
+                                     onnx_output_axes=("batch_size", "sequence_length")),
     "question_answering": TaskKind("question_answering", "AutoModelForQuestionAnswering", "question-answering",
                                    "ORTModelForQuestionAnswering", "question-answering",
-                                   ("start_logits", "end_logits"), "squad_f1", "ForQuestionAnswering"),
+                                   ("start_logits", "end_logits"), "squad_f1", "ForQuestionAnswering",
+                                   onnx_output_axes=("batch_size", "sequence_length")),
     "multiple_choice": TaskKind("multiple_choice", "AutoModelForMultipleChoice", "multiple-choice",
                                 "ORTModelForMultipleChoice", "multiple-choice", ("logits",), "accuracy",
-                                "ForMultipleChoice"),
+                                "ForMultipleChoice", onnx_input_axes=("batch_size", "num_choices", "sequence_length"),
+                                onnx_output_axes=("batch_size", "num_choices")),
 }
 
 

@@ -80,11 +80,19 @@ def load_pytorch_model(model_dir: str | os.PathLike):
         ) from None
 
 
+# Files a saved tokenizer leaves in its folder (one at least).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "sentencepiece.bpe.model",
+                   "spiece.model", "spm.model")
+
+
 def load_tokenizer(model_dir: str | os.PathLike | None):
-    """The tokenizer saved in ``model_dir``, or None when there is none."""
+    """The tokenizer saved in ``model_dir``, or None when there is none (transformers 5.x would build one from the
+    config alone, with no vocabulary)."""
     from transformers import AutoTokenizer
 
     if model_dir is None or not Path(model_dir).is_dir():
+        return None
+    if not any((Path(model_dir) / name).exists() for name in TOKENIZER_FILES):
         return None
     try:
         return AutoTokenizer.from_pretrained(model_dir)
