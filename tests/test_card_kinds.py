@@ -112,6 +112,7 @@ def test_the_card_follows_the_task_kind(kind, num_labels, dataset, metrics, tag,
     ("multiple_choice", 2, None),
 ])
 def test_the_snippet_of_each_kind_runs(kind, num_labels, call, tmp_path, capsys):
+    _skip_qa_pipeline_under_5(kind)
     folder = save_tiny(kind, num_labels, tmp_path / "m")
     code = FastFormersCardData.from_model_dir(folder, model_id=str(folder)).how_to_use
     if call is not None:
@@ -127,6 +128,14 @@ def test_the_snippet_of_each_kind_runs(kind, num_labels, call, tmp_path, capsys)
         assert capsys.readouterr().out.strip() in ("blue.", "made of cheese.")
     else:
         assert "score" in scope["result"][0]
+
+
+def _skip_qa_pipeline_under_5(kind: str) -> None:
+    from fastformers_hf.compat import is_transformers_5
+
+    if kind == "question_answering" and is_transformers_5():
+        pytest.skip("transformers 5 has no question-answering pipeline, which the QA card snippet calls: checked "
+                    "under transformers 4.57")
 
 
 @pytest.mark.parametrize("kind", ["token_classification", "question_answering", "multiple_choice"])
@@ -223,6 +232,7 @@ def _pytorch_load(data) -> str:
 @pytest.mark.parametrize("kind, num_labels, call", REMOTE_CASES, ids=[c[0] for c in REMOTE_CASES])
 def test_the_snippet_of_a_pruned_folder_with_remote_code_loads_it(pruned_kind_folder, kind, num_labels, call, shape,
                                                                    tmp_path):
+    _skip_qa_pipeline_under_5(kind)
     folder = pruned_kind_folder(kind, num_labels, shape)
     auto = CARD_KINDS[kind].auto_model
     config = json.loads((folder / "config.json").read_text())

@@ -271,7 +271,7 @@ def test_save_and_reload_round_trip(tiers, tmp_path):
     assert cascade.threshold == curve.chosen["threshold"] and cascade.config.temperature == curve.temperature
     out = cascade.save_pretrained(tmp_path / "cascade")
     for name in ("cascade_config.json", "cascade_curve.json", "cascade.md", "cascade_curve.png", "tier1/config.json",
-                 "tier2/config.json", "tier1/vocab.txt", "tier2/model.safetensors"):
+                 "tier2/config.json", "tier1/tokenizer.json", "tier2/model.safetensors"):
         assert (out / name).exists(), name
     assert json.loads((out / "cascade_config.json").read_text())["tier1"] == "tier1"  # relative: portable
     loaded = CascadeClassifier.from_pretrained(out)
@@ -337,7 +337,7 @@ def test_pushed_with_the_model_and_loaded_back_by_repo_id(tiers, tmp_path, monke
         monkeypatch.setenv("HF_ENDPOINT", server.url)
         with pytest.warns(UserWarning):  # no measurements recorded for the tiny model
             push_to_hub(tiers[1], "org/cascaded", token="hf_test_write_token", extra_dirs={"cascade": saved})
-        assert {"cascade/cascade_config.json", "cascade/tier1/vocab.txt", "cascade/tier2/config.json"} <= set(
+        assert {"cascade/cascade_config.json", "cascade/tier1/tokenizer.json", "cascade/tier2/config.json"} <= set(
             server.files("org/cascaded"))
         env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_", "TRANSFORMERS_"))}
         env.update(HF_ENDPOINT=server.url, HF_HOME=str(tmp_path / "hf-home"), HF_HUB_DISABLE_XET="1")

@@ -64,7 +64,7 @@ def test_prune_command_saves_a_model_that_reloads_with_its_shape(tmp_path, train
     layers = trained_teacher.config.num_hidden_layers
     assert report["heads_per_layer"] == [heads // 2] * layers and report["ffn_width_per_layer"] == [16] * layers
     assert report["parameters_after"] < report["parameters_before"] and 0 <= report["accuracy_after"] <= 1
-    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "pruned")
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "pruned", trust_remote_code=True)
     assert model.config.intermediate_size == 16
     assert model.bert.encoder.layer[0].attention.self.query.out_features == heads // 2 * model.config.hidden_size // heads
     assert "re-distil" in capsys.readouterr().out

@@ -1,6 +1,6 @@
-"""``fastformers-hf compress`` for question answering (squad) and NER (conll2003) on tiny models and tiny data in
-the real formats: every stage runs offline, each stage is scored with the kind's metric, the final table and the
-card name it, and a teacher of the wrong head is refused before any training."""
+"""``fastformers-hf compress`` for question answering (squad), NER (conll2003) and multiple choice (copa) on tiny
+models and tiny data in the real formats: every stage runs offline, each stage is scored with the kind's metric,
+the final table and the card name it, and a teacher of the wrong head is refused before any training."""
 import json
 
 import pytest
@@ -23,8 +23,8 @@ def _teacher(tmp_path, kind: str):
     config = tiny_config("bert", **labels)
     if kind == "token_classification":
         config.id2label, config.label2id = dict(enumerate(NER_LABELS)), {n: i for i, n in enumerate(NER_LABELS)}
-    auto = {"token_classification": "AutoModelForTokenClassification",
-            "question_answering": "AutoModelForQuestionAnswering"}[kind]
+    auto = {"token_classification": "AutoModelForTokenClassification", "question_answering":
+            "AutoModelForQuestionAnswering", "multiple_choice": "AutoModelForMultipleChoice"}[kind]
     model = getattr(transformers, auto).from_config(config)
     path = tmp_path / "teacher"
     model.save_pretrained(path)
@@ -40,10 +40,35 @@ def _squad_dir(tmp_path):
     return data
 
 
+def _copa_dir(tmp_path):
+    """COPA JSON lines (premise, choice1, choice2, question, label) in the tiny tokenizer's words."""
+    import random
+
+    from fastformers_hf.tasks.synthetic import NEGATIVE, POSITIVE, SUBJECTS
+
+    rng = random.Random(0)
+
+    def clause(words):
+        return f"{rng.choice(SUBJECTS)} was {rng.choice(words)}"
+
+    rows = []
+    for i in range(24):
+        good, bad, label = clause(POSITIVE), clause(NEGATIVE), i % 2
+        rows.append({"premise": clause(POSITIVE) + " .", "question": "effect" if i % 3 == 0 else "cause",
+                     "choice1": bad if label else good, "choice2": good if label else bad, "label": label, "idx": i})
+    data = tmp_path / "copa"
+    data.mkdir()
+    for name, part in (("train", rows[:16]), ("dev", rows[16:])):
+        (data / f"{name}.jsonl").write_text("\n".join(json.dumps(r) for r in part) + "\n", encoding="utf-8")
+    return data
+
+
 CASES = [  # task, kind, data folder builder, headline metric
     ("squad", "question_answering", _squad_dir, "f1"),
     ("conll2003", "token_classification", _conll_dir, "f1"),
+    ("copa", "multiple_choice", _copa_dir, "accuracy"),
 ]
+SUMMARY_LABELS = {"f1": "F1", "accuracy": "accuracy"}  # how the final table's header names the metric
 
 
 def _argv(teacher, data, task, out, *extra):
@@ -68,8 +93,14 @@ def test_compress_runs_every_stage_for_the_kind(tmp_path, task, kind, make_data,
         assert "metrics" in record["results"] or f"{metric}_before_redistill" in record["results"]
     heads = json.loads((out / "2-prune" / "stage.json").read_text())["results"]["heads_per_layer"]
     assert heads == [2]
-    assert "F1" in format_summary(summary).splitlines()[0]
+    assert SUMMARY_LABELS[metric] in format_summary(summary).splitlines()[0]
     assert (out / "5-final" / "onnx").is_dir() and (out / "5-final" / "README.md").is_file()
+    if kind == "multiple_choice":  # variants judged by dev accuracy; the card's task from the kind table
+        report = json.loads((out / "4-onnx" / "onnx_variants.json").read_text())
+        assert report["chosen"] and all(r["accuracy"] is not None for r in report["results"] if r["passed"])
+        assert "8 examples" in report["data"]
+        assert "pipeline_tag: multiple-choice" in (out / "5-final" / "README.md").read_text()
+        assert set(final["accuracy"]) == {"teacher", "pytorch", "onnx"}
     again = CompressPipeline(parse(_argv(teacher, data, task, out)), log=lambda _: None)
     logged = []
     again.log = logged.append
@@ -114,7 +145,8 @@ def test_a_bare_encoder_gets_the_kinds_head_in_0_teacher(tmp_path, task, kind, m
                      log=lambda _: None).run()
     config = AutoConfig.from_pretrained(out / "0-teacher")
     assert config.architectures[0].endswith({"question_answering": "ForQuestionAnswering",
-                                             "token_classification": "ForTokenClassification"}[kind])
+                                             "token_classification": "ForTokenClassification",
+                                             "multiple_choice": "ForMultipleChoice"}[kind])
     if kind == "token_classification":
         assert sorted(config.id2label.values()) == sorted(NER_LABELS)
     record = json.loads((out / "0-teacher" / "stage.json").read_text())

@@ -1,6 +1,6 @@
 """Scoring a served model on a raw validation split, by task kind: the predictor a kind serves with, the requests
-it answers (texts, text pairs, (question, context) pairs, sentences) and its headline metric, computed from what
-the predictor returns (the same path that is timed), not from a separate evaluation loop.
+it answers (texts, text pairs, (question, context) pairs, contexts with choices, sentences) and its headline
+metric, computed from what the predictor returns (the same path that is timed), not from a separate evaluation loop.
 
     evaluation = evaluation_for("question_answering")
     predictor = evaluation.load(folder, threads=1, batch_size=1)
@@ -23,7 +23,7 @@ from ..errors import FastFormersError
 class Evaluation:
     kind: str
     headline: str  # the key of :meth:`score` the card, the final table and the variant choice report
-    scale: float  # headline units per point: accuracy is a fraction (100), F1 of SQuAD / seqeval here is x100 (1)
+    scale: float  # headline units per point: accuracy, Pearson are fractions (100); F1 of SQuAD / seqeval is x100 (1)
     # (model_or_dir, tokenizer=None, threads=1, batch_size=1, max_length=None, doc_stride=None, backend="auto")
     # -> predictor; doc_stride is read by question answering only (windows of long contexts)
     load: Callable[..., Any]
@@ -51,7 +51,37 @@ def _classification_requests(split, task) -> list:
 
 
 def _classification_score(predictor, split, task) -> dict:
+    from ..tasks.metrics import METRICS
+
     predicted = predictor.predict_logits(task.inputs(split)).argmax(-1)  # (N,)
+    gold = np.asarray(split[task.label_field])  # (N,)
+    return {"accuracy": float(np.mean(predicted == gold)),
+            **{name: METRICS[name](gold, predicted) for name in getattr(task, "also_reported", ())}}
+
+
+def _regression_score(predictor, split, task) -> dict:
+    from ..tasks.metrics import regression_metrics
+
+    return regression_metrics(split[task.label_field], predictor.predict_logits(task.inputs(split))[:, 0])
+
+
+# -- multiple choice ----------------------------------------------------------------------------------------------
+
+def _load_chooser(model_or_dir, tokenizer=None, threads: int = 1, batch_size: int = 1, max_length=None,
+                  doc_stride=None, backend: str = "auto"):
+    from .classifier import InferenceConfig
+    from .multiple_choice import ChoicePredictor
+
+    config = InferenceConfig(batch_size=batch_size, max_length=max_length, threads=threads)
+    return ChoicePredictor.from_pretrained(model_or_dir, tokenizer=tokenizer, config=config, backend=backend)
+
+
+def _choice_requests(split, task) -> list:
+    return [{"context": c, "choices": list(ch)} for c, ch in zip(split["context"], split["choices"])]
+
+
+def _choice_score(predictor, split, task) -> dict:
+    predicted = np.array([p["choice"] for p in predictor.predict(_choice_requests(split, task))])  # (N,)
     return {"accuracy": float(np.mean(predicted == np.asarray(split[task.label_field])))}
 
 
@@ -134,6 +164,10 @@ def _logits(predictor) -> Callable[[list], Any]:
 EVALUATIONS: dict[str, Evaluation] = {
     "sequence_classification": Evaluation("sequence_classification", "accuracy", 100.0, _load_classifier,
                                           _classification_requests, _classification_score, _logits),
+    "regression": Evaluation("regression", "pearson", 100.0, _load_classifier, _classification_requests,
+                             _regression_score, _logits),
+    "multiple_choice": Evaluation("multiple_choice", "accuracy", 100.0, _load_chooser, _choice_requests,
+                                  _choice_score, _predict),
     "question_answering": Evaluation("question_answering", "f1", 1.0, _load_answerer, _qa_requests, _qa_score,
                                      _predict),
     "token_classification": Evaluation("token_classification", "f1", 1.0, _load_tagger, _ner_requests, _ner_score,

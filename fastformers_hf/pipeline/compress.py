@@ -70,7 +70,8 @@ class CompressPipeline:
             for split in ("train", "validation"):
                 if split not in data:
                     raise FastFormersError(f"{c.data} has no {split} split (train.tsv / dev.tsv; train.json / "
-                                           "dev.json for squad; train.txt / dev.txt for conll2003).")
+                                           "dev.json for squad; train.txt / dev.txt for conll2003; train.jsonl / "
+                                           "dev.jsonl for cb, copa, openbookqa).")
                 if task.loader is None:  # the task's own loader checked its format already
                     check_columns(data[split], list(task.text_fields) + [task.label_field],
                                   f"{split} split of {c.data}")
@@ -328,7 +329,12 @@ class CompressPipeline:
     def _onnx(self, tmp: Path, student_dir: Path) -> dict:
         from ..onnx.variants import optimize_for_inference
 
-        optimize_for_inference(student_dir, tmp, eval_dataset=self.raw["validation"], config=self._variant_config())
+        eval_set = self.raw["validation"]
+        if self.task.kind == "multiple_choice":  # one (choices, T) array per example, labelled: checked by accuracy
+            from ..tasks.multiple_choice import tokenize_choices
+
+            eval_set = tokenize_choices(eval_set, self.tokenizer, self.config.max_length, pad_each_example=True)
+        optimize_for_inference(student_dir, tmp, eval_dataset=eval_set, config=self._variant_config())
         report = read_json(tmp / "onnx_variants.json") or {}
         return {"chosen": report.get("chosen")}
 

@@ -34,7 +34,8 @@ class CompressConfig:
     data: Optional[str] = field(default=None, metadata={"help": "Folder of GLUE-style train/dev files or a Hub dataset "
                                                                 "id; empty = generated sentiment data (offline demo)."})
     task: str = field(default="sst2", metadata={"help": "Task name: its columns, format, head and metric (sst2, rte, "
-                                                 "boolq, mrpc, cola; squad: question answering; conll2003: NER)."})
+                                                 "boolq, cb, mrpc, cola; squad: question answering; conll2003: NER; "
+                                                 "copa, openbookqa: multiple choice)."})
     max_length: Optional[int] = field(default=None, metadata={"help": "Truncation length (question answering: "
                                       "window length); batches are padded dynamically. Default 128; for question "
                                       "answering 384."})

@@ -14,7 +14,7 @@ STAGE_FILE = "stage.json"
 SERVING_BATCH_SIZE = 1
 # How the summary names each kind's headline metric (the served evaluation's ``headline``).
 METRIC_LABELS = {"sequence_classification": "accuracy", "question_answering": "F1 (SQuAD)",
-                 "token_classification": "entity F1"}
+                 "token_classification": "entity F1", "multiple_choice": "accuracy", "regression": "Pearson"}
 
 
 def measure_final(pipeline, tmp: Path, student_dir: Path, onnx_dir: Path) -> dict:

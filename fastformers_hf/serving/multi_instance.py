@@ -6,10 +6,11 @@ cores). :class:`MultiInstanceClassifier` starts ``num_instances`` worker process
 and ``fork`` do not mix), pins each to its own physical cores, builds a
 :class:`~fastformers_hf.inference.classifier.TextClassifier` in each from a model directory (PyTorch or ONNX
 Runtime), and spreads requests across them. A worker that dies is reported (``crashes``) and replaced; its
-unanswered requests go to the other workers, so none is lost. A question-answering or token-classification folder
-(:func:`~fastformers_hf.tasks.kinds.kind_of` its config) is served the same way by a
-:class:`~fastformers_hf.inference.question_answering.QuestionAnswerer` or an
-:class:`~fastformers_hf.inference.token_classification.EntityTagger` per worker: ``predict`` only.
+unanswered requests go to the other workers, so none is lost. A question-answering, token-classification or
+multiple-choice folder (:func:`~fastformers_hf.tasks.kinds.kind_of` its config) is served the same way by a
+:class:`~fastformers_hf.inference.question_answering.QuestionAnswerer`, an
+:class:`~fastformers_hf.inference.token_classification.EntityTagger` or a
+:class:`~fastformers_hf.inference.multiple_choice.ChoicePredictor` per worker: ``predict`` only.
 
 The parts: :mod:`~fastformers_hf.serving.cores` (which cores each instance gets),
 :mod:`~fastformers_hf.serving.batching` (length buckets), :mod:`~fastformers_hf.serving.worker` (the worker
@@ -256,18 +257,17 @@ class MultiInstanceClassifier(Predictor):
         return out
 
     def predict(self, inputs, batch_size: int | None = None, progress: Callable[[int, int], None] | None = None):
-        """Classifiers: :class:`~fastformers_hf.inference.predictor.Predictor`'s labels. Question answering and
-        token classification: exactly what the folder's QuestionAnswerer / EntityTagger ``predict`` returns, in
+        """Classifiers: :class:`~fastformers_hf.inference.predictor.Predictor`'s labels. Question answering, token
+        classification and multiple choice: exactly what the folder's predictor's ``predict`` returns, in
         order (``batch_size`` inputs per batch, chunks of batches spread over the workers)."""
         if self.kind not in OBJECT_KINDS:
             return super().predict(inputs, batch_size=batch_size, progress=progress)
-        from ..inference.question_answering import validate_qa_inputs
-        from ..inference.token_classification import validate_texts
+        from .worker import object_inputs
 
         if self._closed:
             raise FastFormersError("this MultiInstanceClassifier is closed; create a new one.")
         try:
-            items = (validate_qa_inputs if self.kind == "question_answering" else validate_texts)(inputs)
+            items = object_inputs(self.kind, inputs)
         except FastFormersError as e:
             raise FastFormersError(f"{self.model_dir} holds a {self.kind.replace('_', ' ')} model: {e}") from None
         if self.kind == "token_classification":  # the empty / long input policies, as for classifiers

@@ -6,9 +6,11 @@ A worker pins itself to its cores, sets its thread count, loads a
 over a pipe. The protocol, parent -> worker: ``(chunk_id, batches)`` (a list of batches, each a list of validated
 inputs) or ``None`` (stop). Worker -> parent: ``("ready", pid, backend)`` or ``("failed", pid, traceback)`` once,
 then per message ``("result", chunk_id, logits, seconds, shapes, real_tokens, truncated)`` or
-``("error", chunk_id, traceback)``. A question-answering or token-classification folder (``spec["kind"]`` in
-:data:`OBJECT_KINDS`) loads a :class:`~fastformers_hf.inference.question_answering.QuestionAnswerer` or an
-:class:`~fastformers_hf.inference.token_classification.EntityTagger` instead; its ``logits`` are then the
+``("error", chunk_id, traceback)``. A question-answering, token-classification or multiple-choice folder
+(``spec["kind"]`` in :data:`OBJECT_KINDS`) loads a
+:class:`~fastformers_hf.inference.question_answering.QuestionAnswerer`, an
+:class:`~fastformers_hf.inference.token_classification.EntityTagger` or a
+:class:`~fastformers_hf.inference.multiple_choice.ChoicePredictor` instead; its ``logits`` are then the
 predictor's ``predict`` results (a list of Python objects, one per input; no shapes or token counts).
 """
 from __future__ import annotations
@@ -22,7 +24,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-OBJECT_KINDS = ("question_answering", "token_classification")  # kinds answered with predict()'s Python objects
+# Kinds answered with predict()'s Python objects.
+OBJECT_KINDS = ("question_answering", "token_classification", "multiple_choice")
 
 
 def worker_main(conn, spec: dict) -> None:
@@ -58,8 +61,8 @@ def worker_main(conn, spec: dict) -> None:
 
 
 def load_predictor(spec: dict):
-    """The predictor of the folder's kind (``spec["kind"]``): a TextClassifier, a QuestionAnswerer or an
-    EntityTagger, on ``spec["threads"]`` threads."""
+    """The predictor of the folder's kind (``spec["kind"]``): a TextClassifier, a QuestionAnswerer, an
+    EntityTagger or a ChoicePredictor, on ``spec["threads"]`` threads."""
     from ..inference.classifier import InferenceConfig, TextClassifier
 
     kind, threads, path, backend = spec.get("kind"), spec["threads"], spec["model_dir"], spec["backend"]
@@ -73,15 +76,33 @@ def load_predictor(spec: dict):
 
         return EntityTagger.from_pretrained(path, backend=backend, config=InferenceConfig(
             threads=threads, max_length=spec["max_length"], sort_by_length=spec.get("sort_by_length", True)))
+    if kind == "multiple_choice":
+        from ..inference.multiple_choice import ChoicePredictor
+
+        return ChoicePredictor.from_pretrained(path, backend=backend, config=InferenceConfig(
+            threads=threads, max_length=spec["max_length"], sort_by_length=spec.get("sort_by_length", True)))
     # The parent already checked lengths and applied the long-input policy; workers truncate silently.
     logging.getLogger("fastformers_hf.inference.classifier").setLevel(logging.ERROR)
     return TextClassifier.from_pretrained(path, backend=backend, config=InferenceConfig(
         threads=threads, max_length=spec["max_length"], long_inputs="truncate", sort_by_length=False))
 
 
+def object_inputs(kind: str, inputs) -> list:
+    """``inputs`` validated as the predictor of an :data:`OBJECT_KINDS` kind takes them (in the parent, before
+    anything is sent): ``(question, context)`` pairs, texts, or ``(context, choices)`` items."""
+    if kind == "question_answering":
+        from ..inference.question_answering import validate_qa_inputs as validate
+    elif kind == "multiple_choice":
+        from ..inference.multiple_choice import validate_choice_inputs as validate
+    else:
+        from ..inference.token_classification import validate_texts as validate
+    return validate(inputs)
+
+
 def answer_objects(predictor, batches: list[list]) -> tuple[list, list[float], list, int, int]:
-    """``(results, seconds per batch, [], 0, 0)`` of one message for a QA or NER predictor: one ``predict`` over
-    the message's inputs, the message's batch size as the predictor's (it buckets by length itself)."""
+    """``(results, seconds per batch, [], 0, 0)`` of one message for a QA, NER or choice predictor: one
+    ``predict`` over the message's inputs, the message's batch size as the predictor's (it buckets by length
+    itself)."""
     start = time.perf_counter()
     flat = [x for batch in batches for x in batch]
     predictor.config.batch_size = max(len(batch) for batch in batches)

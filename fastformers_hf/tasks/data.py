@@ -70,19 +70,8 @@ def load_task_data(data: str | os.PathLike, task: str | None = None, max_train_s
     spec = TASKS.get(task) if task else None
     if spec is not None and spec.loader and path.exists():
         dsd = spec.load(path)
-    elif path.is_dir():
-        splits = {}
-        for split, stems in _SPLIT_FILES.items():
-            for stem in stems:
-                found = [p for p in (path / f"{stem}{ext}" for ext in (".tsv", ".csv", ".jsonl", ".json")) if p.exists()]
-                if found:
-                    splits[split] = load_local_split(found[0])
-                    break
-        if "train" not in splits and "validation" not in splits:
-            raise FastFormersError(f"{path} holds no train/dev files (train.tsv, dev.tsv, ...).")
-        dsd = DatasetDict(splits)
-    elif path.suffix and path.exists():
-        dsd = DatasetDict({"train": load_local_split(path)})
+    elif path.is_dir() or (path.suffix and path.exists()):
+        dsd = load_local_data(path)
     else:
         dsd = load_dataset(str(data), task) if task else load_dataset(str(data))
         if "validation" not in dsd and "dev" in dsd:
@@ -92,6 +81,69 @@ def load_task_data(data: str | os.PathLike, task: str | None = None, max_train_s
     if max_eval_samples is not None and "validation" in dsd and len(dsd["validation"]) > max_eval_samples:
         dsd["validation"] = dsd["validation"].select(range(max_eval_samples))
     return dsd
+
+
+def split_files(path: str | os.PathLike) -> dict[str, Path]:
+    """The file of each split: in a folder, ``train`` and ``dev`` (or ``validation``/``val``) with a ``.tsv``,
+    ``.csv``, ``.jsonl`` or ``.json`` suffix; a single file is ``train``."""
+    path = Path(path)
+    if not path.is_dir():
+        return {"train": path}
+    files = {}
+    for split, stems in _SPLIT_FILES.items():
+        found = [p for stem in stems for p in (path / f"{stem}{ext}" for ext in (".tsv", ".csv", ".jsonl", ".json"))
+                 if p.exists()]
+        if found:
+            files[split] = found[0]
+    if not files:
+        raise FastFormersError(f"{path} holds no train/dev files (train.tsv, dev.tsv, ...).")
+    return files
+
+
+def load_local_data(path: str | os.PathLike) -> DatasetDict:
+    """The splits of a local folder (or one file) of GLUE-style files (:func:`split_files`)."""
+    return DatasetDict({split: load_local_split(file) for split, file in split_files(path).items()})
+
+
+def load_labelled_pairs(path: str | os.PathLike, task: str) -> DatasetDict:
+    """A named two-text classification task from local files, checked before use: both text columns present, and
+    every label one of the task's names (or an id of one), stored as its id with a ``ClassLabel`` feature."""
+    from datasets import ClassLabel
+
+    spec = get_task(task)
+    names = list(spec.label_names)
+    splits = {}
+    for split, file in split_files(path).items():
+        ds = load_local_split(file)
+        missing = [f for f in spec.text_fields if f not in ds.column_names]
+        if missing:
+            raise FastFormersError(
+                f"{file} has no {', '.join(map(repr, missing))} column (it has {ds.column_names}): {task} classifies "
+                f"({', '.join(spec.text_fields)}) pairs, and this file looks like single sentences; add the "
+                "missing text column (or rename yours to it), or choose a single-sentence task.")
+        if spec.label_field not in ds.column_names:
+            raise FastFormersError(f"{file} has no {spec.label_field!r} column (it has {ds.column_names}); "
+                                   f"{task} needs labels ({', '.join(names)}).")
+        ids = []
+        for row, label in enumerate(ds[spec.label_field], 1):
+            if isinstance(label, str) and label in names:
+                ids.append(names.index(label))
+            elif isinstance(label, int) and not isinstance(label, bool) and 0 <= label < len(names):
+                ids.append(label)
+            else:
+                raise FastFormersError(
+                    f"{file}, row {row}: label {label!r} is not a {task} label; use one of {', '.join(names)} (or "
+                    f"their ids 0-{len(names) - 1}): fix the row, or remove it (test files have no labels).")
+        ds = ds.remove_columns(spec.label_field).add_column(spec.label_field, ids)
+        splits[split] = ds.cast_column(spec.label_field, ClassLabel(names=names))
+        splits[split].info.dataset_name = local_data_name(file)
+    return DatasetDict(splits)
+
+
+def load_cb(path: str | os.PathLike) -> DatasetDict:
+    """SuperGLUE CommitmentBank (``train.jsonl``, ``dev.jsonl``: ``premise``, ``hypothesis``, ``label`` in
+    entailment / contradiction / neutral) with labels as ids in that order."""
+    return load_labelled_pairs(path, "cb")
 
 
 def check_columns(dataset: Dataset, needed, what: str = "dataset") -> None:
@@ -134,6 +186,8 @@ def tokenize_task(dataset, tokenizer, task: str | TaskSpec, max_length: int = 12
       come from the data's ``ClassLabel`` feature and must be the model's ``label_names`` (its ``id2label``, a
       list or a mapping): data whose tags are all among the model's are re-indexed to the model's order, a tag the
       model lacks is refused;
+    - multiple choice: one row of token ids per choice, ``(choices, length)`` per example
+      (:func:`~fastformers_hf.tasks.multiple_choice.tokenize_choices`);
     - question answering: ``train`` becomes training windows (span positions,
       :func:`~fastformers_hf.tasks.question_answering.train_features`), ``validation`` evaluation windows
       (``example_id`` and context offsets for decoding, :func:`~fastformers_hf.tasks.question_answering.eval_features`).
@@ -152,6 +206,10 @@ def tokenize_task(dataset, tokenizer, task: str | TaskSpec, max_length: int = 12
                                   for name, ds in splits.items()})
         return tokenize_and_align(splits, tokenizer, max_length=max_length, label_field=spec.label_field,
                                   label_names=label_names and _names(label_names))
+    if spec.kind == "multiple_choice":
+        from .multiple_choice import tokenize_choices
+
+        return tokenize_choices(splits, tokenizer, max_length)
     if spec.kind == "question_answering":
         from .question_answering import eval_features, train_features
 

@@ -12,6 +12,8 @@ METRICS = {
     "accuracy": lambda y, p: float(accuracy_score(y, p)),
     "f1": lambda y, p: float(f1_score(y, p, average="binary" if len(set(y) | set(p)) <= 2 else "macro")),
     "matthews_correlation": lambda y, p: float(matthews_corrcoef(y, p)),
+    # The mean of every class's F1 (SuperGLUE's CB score beside accuracy); a class never predicted counts 0.
+    "macro_f1": lambda y, p: float(f1_score(y, p, average="macro", zero_division=0)),
 }
 
 
@@ -27,6 +29,25 @@ def compute_metrics(eval_pred) -> dict[str, float]:
     if isinstance(logits, tuple):  # (logits, hidden_states, ...) when the model returns extras
         logits = logits[0]
     return classification_metrics(labels, np.argmax(logits, axis=-1))
+
+
+def regression_metrics(labels, predictions) -> dict[str, float]:
+    """Pearson and Spearman correlation of predicted and gold scores (STS-B's metrics); NaN where either side is
+    constant (no correlation is defined)."""
+    from scipy.stats import pearsonr, spearmanr
+
+    y, p = np.asarray(labels, dtype=np.float64).reshape(-1), np.asarray(predictions, dtype=np.float64).reshape(-1)
+    if len(y) < 2 or y.std() == 0 or p.std() == 0:
+        return {"pearson": float("nan"), "spearman": float("nan")}
+    return {"pearson": float(pearsonr(y, p)[0]), "spearman": float(spearmanr(y, p)[0])}
+
+
+def regression_compute_metrics(eval_pred) -> dict[str, float]:
+    """A ``Trainer(compute_metrics=...)`` function for a one-output regression head: Pearson and Spearman."""
+    logits, labels = eval_pred.predictions, eval_pred.label_ids
+    if isinstance(logits, tuple):
+        logits = logits[0]
+    return regression_metrics(labels, np.asarray(logits).reshape(len(labels), -1)[:, 0])
 
 
 def squad_evaluation(examples, features, predictions) -> dict[str, float]:

@@ -11,7 +11,8 @@ from ..errors import FastFormersError
 class TaskSpec:
     """A named task: its text columns, labels, metric, kind of head (:data:`~fastformers_hf.tasks.kinds.KINDS`) and,
     for formats that are not GLUE-style tables, the loader (``"module:function"`` under ``fastformers_hf.tasks``,
-    called with the data path, returning ``train``/``validation`` splits). Empty ``label_names``: from the data."""
+    called with the data path, returning ``train``/``validation`` splits). Empty ``label_names``: from the data.
+    ``also_reported``: metrics of :data:`~fastformers_hf.tasks.metrics.METRICS` scored beside the headline one."""
 
     text_fields: tuple[str, ...]
     label_names: tuple[str, ...]
@@ -19,6 +20,7 @@ class TaskSpec:
     metric: str = "accuracy"
     kind: str = "sequence_classification"
     loader: str | None = None
+    also_reported: tuple[str, ...] = ()
 
     def load(self, path):
         import importlib
@@ -27,7 +29,8 @@ class TaskSpec:
         return getattr(importlib.import_module(f"fastformers_hf.tasks.{module}"), function)(path)
 
     def inputs(self, split) -> list:
-        """The split's model inputs in order: texts, or (text, text) pairs for two-text tasks."""
+        """The split's model inputs in order: texts, or (text, text) pairs for two-text tasks ((context, choices)
+        for multiple choice)."""
         cols = [list(split[f]) for f in self.text_fields]
         return cols[0] if len(cols) == 1 else list(zip(*cols))
 
@@ -44,7 +47,15 @@ TASKS: dict[str, TaskSpec] = {
     # CoNLL-2003 column files (NER tag in the last column, IOB2) or Hub-style `tokens`/`ner_tags` JSON lines.
     "conll2003": TaskSpec(("tokens",), (), label_field="ner_tags", metric="entity_f1",
                           kind="token_classification", loader="conll:load_conll"),
+    # SuperGLUE CommitmentBank JSON lines: three-way pairs; SuperGLUE reports accuracy and macro-F1.
+    "cb": TaskSpec(("premise", "hypothesis"), ("entailment", "contradiction", "neutral"), loader="data:load_cb",
+                   also_reported=("macro_f1",)),
+    # Multiple choice (tasks/multiple_choice.py): rows of a context, its choices and the right one's index.
+    "copa": TaskSpec(("context", "choices"), (), kind="multiple_choice", loader="multiple_choice:load_copa"),
+    "openbookqa": TaskSpec(("context", "choices"), (), kind="multiple_choice",
+                           loader="multiple_choice:load_openbookqa"),
 }
+
 
 def get_task(task: str) -> TaskSpec:
     if task not in TASKS:
