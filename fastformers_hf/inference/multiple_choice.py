@@ -89,10 +89,8 @@ class ChoicePredictor:
         """From a folder (one holding ``*.onnx`` runs on ONNX Runtime, else the PyTorch weights), a loaded
         ``...ForMultipleChoice`` model, an ``onnxruntime.InferenceSession`` or an ``ORTModelForMultipleChoice``
         (with ``tokenizer=``)."""
-        from ..onnx.config import SessionConfig
-        from ..onnx.graph import inference_session
-        from ..utils.model_folder import load_pytorch_model, load_tokenizer, model_config, onnx_files
-        from .runners import ort_runner, pytorch_runner
+        from ..utils.model_folder import model_config
+        from .runners import open_model_folder, ort_runner, pytorch_runner
 
         config = config or InferenceConfig()
         if not isinstance(model_or_dir, (str, os.PathLike)):
@@ -115,17 +113,9 @@ class ChoicePredictor:
         path = Path(model_or_dir)
         folder_config = model_config(path)
         _check_kind(folder_config, str(path))
-        tokenizer = tokenizer or load_tokenizer(path)
-        if tokenizer is None:
-            raise FastFormersError(f"{path} has no tokenizer; save one beside the model or pass tokenizer=...")
-        if backend == "onnx" or (backend == "auto" and onnx_files(path)):
-            session = inference_session(path, SessionConfig(intra_op_num_threads=config.threads))
-            return cls(ort_runner(session), tokenizer, config, "onnxruntime", str(path), folder_config)
-        import torch
-
-        torch.set_num_threads(config.threads)
-        model = load_pytorch_model(path).eval()  # pruned shapes rebuilt from the record (transformers 4 and 5)
-        return cls(pytorch_runner(model), tokenizer, config, "pytorch", str(path), folder_config)
+        tokenizer, name, loaded = open_model_folder(path, tokenizer, backend, config.threads)
+        runner = ort_runner(loaded) if name == "onnxruntime" else pytorch_runner(loaded)
+        return cls(runner, tokenizer, config, name, str(path), folder_config)
 
     validate_inputs = staticmethod(validate_choice_inputs)
 

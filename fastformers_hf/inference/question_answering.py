@@ -258,9 +258,8 @@ class QuestionAnswerer:
                         backend: str = "auto") -> "QuestionAnswerer":
         """From a loaded model (PyTorch, an ``onnxruntime.InferenceSession`` or an ``ORTModelForQuestionAnswering``)
         or a directory: one holding ``*.onnx`` runs on ONNX Runtime, else PyTorch."""
-        from ..onnx.config import SessionConfig
-        from ..onnx.graph import inference_session
-        from ..utils.model_folder import load_tokenizer, model_config, onnx_files
+        from ..utils.model_folder import model_config
+        from .runners import open_model_folder
 
         config = config or QuestionAnsweringConfig()
         if not isinstance(model_or_dir, (str, os.PathLike)):
@@ -280,19 +279,9 @@ class QuestionAnswerer:
         path = Path(model_or_dir)
         folder_config = model_config(path)
         _check_kind(folder_config, str(path))
-        tokenizer = tokenizer or load_tokenizer(path)
-        if tokenizer is None:
-            raise FastFormersError(f"{path} has no tokenizer; save one beside the model or pass tokenizer=...")
-        if backend == "onnx" or (backend == "auto" and onnx_files(path)):
-            session = inference_session(path, SessionConfig(intra_op_num_threads=config.threads))
-            return cls(qa_ort_runner(session), tokenizer, config, "onnxruntime", str(path), folder_config)
-        import torch
-
-        from ..utils.model_folder import load_pytorch_model
-
-        torch.set_num_threads(config.threads)
-        model = load_pytorch_model(path).eval()  # pruned shapes rebuilt from the record (transformers 4 and 5)
-        return cls(qa_pytorch_runner(model), tokenizer, config, "pytorch", str(path), folder_config)
+        tokenizer, name, loaded = open_model_folder(path, tokenizer, backend, config.threads)
+        runner = qa_ort_runner(loaded) if name == "onnxruntime" else qa_pytorch_runner(loaded)
+        return cls(runner, tokenizer, config, name, str(path), folder_config)
 
     validate_inputs = staticmethod(validate_qa_inputs)
 

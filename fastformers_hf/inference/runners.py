@@ -64,3 +64,22 @@ def ort_runner(session, outputs: str | Sequence[str] | None = None) -> Callable[
         return arrays[0] if len(arrays) == 1 else tuple(arrays)
 
     return run
+
+
+def open_model_folder(path, tokenizer, backend: str, threads: int):
+    """``(tokenizer, backend, loaded)`` of a model folder for a predictor: ``("onnxruntime", session)`` when it
+    holds ``*.onnx`` (or ``backend="onnx"``), else ``("pytorch", model)`` with any recorded pruned shape rebuilt;
+    the folder's own tokenizer unless one is passed."""
+    from ..onnx.config import SessionConfig
+    from ..onnx.graph import inference_session
+    from ..utils.model_folder import load_pytorch_model, load_tokenizer, onnx_files
+
+    tokenizer = tokenizer or load_tokenizer(path)
+    if tokenizer is None:
+        raise FastFormersError(f"{path} has no tokenizer; save one beside the model or pass tokenizer=...")
+    if backend == "onnx" or (backend == "auto" and onnx_files(path)):
+        return tokenizer, "onnxruntime", inference_session(path, SessionConfig(intra_op_num_threads=threads))
+    import torch
+
+    torch.set_num_threads(threads)
+    return tokenizer, "pytorch", load_pytorch_model(path).eval()

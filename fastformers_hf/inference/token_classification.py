@@ -116,27 +116,16 @@ class EntityTagger:
             torch.set_num_threads(config.threads)
             return cls(pytorch_runner(model_or_dir.eval()), tokenizer, labels, config, "pytorch",
                        model_config=config_dict)
-        from ..onnx.config import SessionConfig
-        from ..onnx.graph import inference_session
-        from ..utils.model_folder import load_tokenizer, model_config, onnx_files
+        from ..utils.model_folder import model_config
+        from .runners import open_model_folder
 
         path = Path(model_or_dir)
         folder_config = model_config(path)
         _check_kind(folder_config, path)
-        tokenizer = tokenizer or load_tokenizer(path)
-        if tokenizer is None:
-            raise FastFormersError(f"{path} has no tokenizer; save one beside the model or pass tokenizer=...")
         labels = id2label or folder_config.get("id2label")
-        if backend == "onnx" or (backend == "auto" and onnx_files(path)):
-            session = inference_session(path, SessionConfig(intra_op_num_threads=config.threads))
-            return cls(ort_runner(session), tokenizer, labels, config, "onnxruntime", str(path), folder_config)
-        import torch
-
-        from ..utils.model_folder import load_pytorch_model
-
-        torch.set_num_threads(config.threads)
-        model = load_pytorch_model(path).eval()  # pruned shapes rebuilt from the record (transformers 4 and 5)
-        return cls(pytorch_runner(model), tokenizer, labels, config, "pytorch", str(path), folder_config)
+        tokenizer, name, loaded = open_model_folder(path, tokenizer, backend, config.threads)
+        runner = ort_runner(loaded) if name == "onnxruntime" else pytorch_runner(loaded)
+        return cls(runner, tokenizer, labels, config, name, str(path), folder_config)
 
     def token_predictions(self, inputs) -> list[list[dict]]:
         """Per text, each non-special token's ``entity`` (top label), ``score`` (its probability), ``word``
