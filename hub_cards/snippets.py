@@ -24,7 +24,7 @@ class CardKind:
     variable: str  # the snippet's name for the pipeline (or, without a pipeline, the model)
     call: str  # example use of `variable` (or of `model` and `tokenizer` where there is no pipeline)
     pipeline_kwargs: str = ""  # extra arguments of pipeline(...)
-    has_pipeline: bool = True  # transformers has no multiple-choice pipeline
+    has_pipeline: bool = True  # transformers has no multiple-choice pipeline (nor, from 5.0, a question-answering one)
     points: tuple[str, ...] = ()  # metrics recorded in points (0-100); the others are fractions (0-1)
 
 
@@ -33,6 +33,19 @@ _MULTIPLE_CHOICE_CALL = (
     'inputs = tokenizer([prompt] * len(choices), choices, return_tensors="pt", padding=True)\n'
     "logits = model(**{k: v.unsqueeze(0) for k, v in inputs.items()}).logits  # (1, number of choices)\n"
     "print(choices[int(logits.argmax(-1))])")
+
+# transformers 5 removed the question-answering pipeline (pipelines.REMOVED_TASKS): the QA card decodes the best span
+# itself, in one window, so that its snippet runs under 4.x and 5.x alike.
+_QUESTION_ANSWERING_CALL = (
+    'question, context = "Where was Ada Lovelace born?", "Ada Lovelace was born in London in 1815."\n'
+    'inputs = tokenizer(question, context, return_tensors="pt", truncation="only_second", max_length=384)\n'
+    "out = model(**inputs)\n"
+    "starts, ends = out.start_logits[0].tolist(), out.end_logits[0].tolist()  # a score per token\n"
+    "in_context = [i for i, s in enumerate(inputs.sequence_ids(0)) if s == 1]  # one window; "
+    "fastformers_hf.inference.question_answering.QuestionAnswerer strides over long contexts\n"
+    "start = max(in_context, key=starts.__getitem__)\n"
+    "end = max((i for i in in_context if start <= i < start + 30), key=ends.__getitem__)\n"
+    'print(tokenizer.decode(inputs["input_ids"][0, start:end + 1]))')
 
 CARD_KINDS: dict[str, CardKind] = {k.name: k for k in (
     CardKind("sequence_classification", "ForSequenceClassification", "AutoModelForSequenceClassification",
@@ -48,8 +61,7 @@ CARD_KINDS: dict[str, CardKind] = {k.name: k for k in (
              pipeline_kwargs=', aggregation_strategy="simple"', points=("f1", "precision", "recall")),
     CardKind("question_answering", "ForQuestionAnswering", "AutoModelForQuestionAnswering",
              "ORTModelForQuestionAnswering", "question-answering", "Question Answering",
-             "extractive question-answering model", "qa",
-             'qa(question="Where was Ada Lovelace born?", context="Ada Lovelace was born in London in 1815.")',
+             "extractive question-answering model", "model", _QUESTION_ANSWERING_CALL, has_pipeline=False,
              points=("exact_match", "f1")),
     CardKind("multiple_choice", "ForMultipleChoice", "AutoModelForMultipleChoice", "ORTModelForMultipleChoice",
              "multiple-choice", "Multiple Choice", "multiple-choice model", "model", _MULTIPLE_CHOICE_CALL,

@@ -38,7 +38,8 @@ CASES = [
      "| 88.50 / 100 | -2.50 points vs teacher |"),
     ("question_answering", 2, "squad", [("exact_match", 81.0, 78.25, 78.0), ("f1", 88.5, 86.0, 85.5)],
      "question-answering", "Question Answering", ("rajpurkar/squad", None),
-     ['qa = pipeline("question-answering", model="org/m")', "qa(question=", "context="],
+     ["from transformers import AutoModelForQuestionAnswering, AutoTokenizer",
+      'model = AutoModelForQuestionAnswering.from_pretrained("org/m")', "inputs.sequence_ids(0)"],
      "| 78.25 / 100 | -2.75 points vs teacher |"),
     ("multiple_choice", 2, "swag", [("accuracy", 0.7, 0.65, 0.64)], "multiple-choice", "Multiple Choice",
      ("swag", None),
@@ -107,12 +108,10 @@ def test_the_card_follows_the_task_kind(kind, num_labels, dataset, metrics, tag,
     ("sequence_classification", 2, 'classifier("a short sentence to classify")'),
     ("regression", 1, 'scorer("a short sentence to score")'),
     ("token_classification", 9, 'ner("Ada Lovelace was born in London.")'),
-    ("question_answering", 2,
-     'qa(question="Where was Ada Lovelace born?", context="Ada Lovelace was born in London in 1815.")'),
+    ("question_answering", 2, None),
     ("multiple_choice", 2, None),
 ])
 def test_the_snippet_of_each_kind_runs(kind, num_labels, call, tmp_path, capsys):
-    _skip_qa_pipeline_under_5(kind)
     folder = save_tiny(kind, num_labels, tmp_path / "m")
     code = FastFormersCardData.from_model_dir(folder, model_id=str(folder)).how_to_use
     if call is not None:
@@ -120,22 +119,16 @@ def test_the_snippet_of_each_kind_runs(kind, num_labels, call, tmp_path, capsys)
         code = code.rsplit("\n", 1)[0] + f"\nresult = {call}"
     scope: dict = {}
     exec(compile(code, "<card snippet>", "exec"), scope)
-    if kind == "question_answering":
-        assert {"answer", "score", "start", "end"} <= set(scope["result"])
+    if kind == "question_answering":  # a span of the context, decoded
+        answer, context = capsys.readouterr().out.strip(), scope["context"]
+        tokenizer = scope["tokenizer"]
+        assert answer and answer in tokenizer.decode(tokenizer(context, add_special_tokens=False)["input_ids"])
     elif kind == "token_classification":
         assert all("entity_group" in e for e in scope["result"])  # aggregated entities
     elif kind == "multiple_choice":
         assert capsys.readouterr().out.strip() in ("blue.", "made of cheese.")
     else:
         assert "score" in scope["result"][0]
-
-
-def _skip_qa_pipeline_under_5(kind: str) -> None:
-    from fastformers_hf.compat import is_transformers_5
-
-    if kind == "question_answering" and is_transformers_5():
-        pytest.skip("transformers 5 has no question-answering pipeline, which the QA card snippet calls: checked "
-                    "under transformers 4.57")
 
 
 @pytest.mark.parametrize("kind", ["token_classification", "question_answering", "multiple_choice"])
@@ -178,13 +171,12 @@ def test_card_kind_reads_a_config_as_kind_of_does(auto, overrides, tmp_path):
 # -- pruned folders that carry modeling_fastformers.py (fastformers_hf.hub_code.save_model_folder) ----------------
 
 from fastformers_hf.testing import VENV5_PYTHON, VENV5_SETUP  # noqa: E402
-# kind, num_labels, the snippet's call (None: multiple choice, which prints its pick)
+# kind, num_labels, the snippet's call (None: multiple choice and question answering, which print their pick)
 REMOTE_CASES = [
     ("sequence_classification", 2, 'classifier("a short sentence to classify")'),
     ("regression", 1, 'scorer("a short sentence to score")'),
     ("token_classification", 9, 'ner("Ada Lovelace was born in London.")'),
-    ("question_answering", 2,
-     'qa(question="Where was Ada Lovelace born?", context="Ada Lovelace was born in London in 1815.")'),
+    ("question_answering", 2, None),
     ("multiple_choice", 2, None),
 ]
 PRUNED_SHAPES = {"per_layer_heads": dict(heads_per_layer=[2, 4, 3, 4], ffn_width=48),
@@ -232,7 +224,6 @@ def _pytorch_load(data) -> str:
 @pytest.mark.parametrize("kind, num_labels, call", REMOTE_CASES, ids=[c[0] for c in REMOTE_CASES])
 def test_the_snippet_of_a_pruned_folder_with_remote_code_loads_it(pruned_kind_folder, kind, num_labels, call, shape,
                                                                    tmp_path):
-    _skip_qa_pipeline_under_5(kind)
     folder = pruned_kind_folder(kind, num_labels, shape)
     auto = CARD_KINDS[kind].auto_model
     config = json.loads((folder / "config.json").read_text())
@@ -293,12 +284,7 @@ def test_the_remote_code_snippet_runs_under_transformers_5(pruned_kind_folder, t
     for kind, num_labels, call in REMOTE_CASES:
         folder = pruned_kind_folder(kind, num_labels)
         data = FastFormersCardData.from_model_dir(folder, model_id=str(folder))
-        if kind == "question_answering":
-            # transformers 5 removed the question-answering pipeline (pipelines.REMOVED_TASKS): the card's PyTorch
-            # line is what runs there
-            code = f"from transformers import {data.task_kind.auto_model}\nmodel = {_pytorch_load(data)}"
-        else:
-            code = _runnable(data.how_to_use, call)
+        code = _runnable(data.how_to_use, call)
         jobs.append({"kind": kind, "code": code, "variable": data.task_kind.variable})
     (tmp_path / "jobs.json").write_text(json.dumps(jobs))
     (tmp_path / "run.py").write_text(_RUN_IN_V5)
