@@ -130,3 +130,37 @@ def test_a_folder_of_another_head_is_refused(tmp_path):
     tiny_tokenizer(save_dir=tmp_path)
     with pytest.raises(FastFormersError, match="not multiple choice"):
         ChoicePredictor.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("with_eval", [False, True])
+def test_variant_choice_outside_compress(folder, tmp_path, with_eval):
+    """optimize_for_inference on a multiple-choice folder: random (1, choices, T) inputs without an eval set; a raw
+    split (context, choices, label) is tokenised to one (choices, T) array per example and scored by accuracy."""
+    import json
+
+    from fastformers_hf import VariantChoiceConfig, optimize_for_inference
+
+    split = Dataset.from_dict({"context": [x["context"] if isinstance(x, dict) else x[0] for x in INPUTS],
+                               "choices": [list(x["choices"] if isinstance(x, dict) else x[1]) for x in INPUTS],
+                               "label": [0, 1, 1, 0]})
+    config = VariantChoiceConfig(candidates=["fp32", "int8"], sample_size=4, latency_repeats=1, warmup=1,
+                                 max_length=24, tolerance=100.0)
+    out = optimize_for_inference(folder / "pt", tmp_path / "best", config=config,
+                                 eval_dataset=split if with_eval else None)
+    report = json.loads((out / "onnx_variants.json").read_text())
+    assert report["chosen"] in ("fp32", "int8")
+    assert report["data"].startswith("eval_dataset (4 examples)" if with_eval else "random tokens")
+    fp32 = next(r for r in report["results"] if r["name"] == "fp32")
+    assert fp32["label_agreement"] == 1.0 and fp32["max_logit_diff"] < 1e-3
+    reference = ChoicePredictor.from_pretrained(folder / "pt").predict(INPUTS)
+    assert [p["choice"] for p in ChoicePredictor.from_pretrained(out).predict(INPUTS)] == \
+           [p["choice"] for p in reference] or report["chosen"] == "int8"
+
+
+def test_variant_choice_refuses_a_choice_split_without_its_columns(folder, tmp_path):
+    from fastformers_hf import optimize_for_inference
+
+    with pytest.raises(FastFormersError, match="needs the columns context, choices and label"):
+        optimize_for_inference(folder / "pt", tmp_path / "best",
+                               eval_dataset=Dataset.from_dict({"sentence": ["the film"], "label": [0]}))
+    assert not (tmp_path / "best").exists()

@@ -83,3 +83,13 @@ def test_distilled_regression_student_follows_its_teacher(tmp_path):
     got = served.score(served.load(student, tok, batch_size=8), raw_dev, STSB)
     assert got == pytest.approx(expected, abs=1e-4)
     assert served.points(got) == pytest.approx(100 * expected["pearson"])
+
+
+def test_the_distill_command_scores_a_regression_head_by_correlation():
+    from transformers import EvalPrediction
+
+    from fastformers_hf.commands.distill import _metric
+
+    scores = np.array([[0.1], [0.9], [0.4], [2.0]])  # (N, 1): one output unit
+    metrics = _metric("regression", ())(EvalPrediction(predictions=scores, label_ids=np.array([0.0, 1.0, 0.5, 3.0])))
+    assert set(metrics) == {"pearson", "spearman"} and metrics["spearman"] == pytest.approx(1.0)

@@ -143,9 +143,9 @@ def _metric(kind: str, label_names):
         return entity_compute_metrics(label_list(label_names))
     if kind == "question_answering":
         return None
-    from ..tasks.metrics import compute_metrics
+    from ..tasks.metrics import compute_metrics, regression_compute_metrics
 
-    return compute_metrics
+    return regression_compute_metrics if kind == "regression" else compute_metrics
 
 
 def _evaluate_squad(trainer, examples, windows) -> dict[str, float]:

@@ -15,8 +15,6 @@ from ..tasks.data import guess_text_fields
 from .config import VariantChoiceConfig
 
 
-
-
 def label_column(dataset) -> str | None:
     return next((c for c in ("label", "labels") if c in dataset.column_names), None)
 
@@ -67,16 +65,37 @@ def eval_examples(eval_dataset, tokenizer, config: VariantChoiceConfig, label2id
     return features, labels, f"{name} ({len(features)} examples{'' if labels is not None else ', no labels'})"
 
 
-def random_examples(tokenizer, n: int, max_length: int, seed: int = 0) -> list[Features]:
-    """``n`` inputs of random vocabulary tokens and random lengths in [8, max_length], for use without eval data."""
+def random_examples(tokenizer, n: int, max_length: int, seed: int = 0, choices: int | None = None) -> list[Features]:
+    """``n`` inputs of random vocabulary tokens and random lengths in [8, max_length], for use without eval data:
+    ``(1, T)`` arrays, or ``(1, choices, T)`` for a multiple-choice model (its choices of one length)."""
     rng = np.random.default_rng(seed)
     special = set(tokenizer.all_special_ids)
     vocab = np.array([i for i in range(len(tokenizer)) if i not in special], dtype=np.int64)
     out = []
     for length in rng.integers(8, max(9, max_length - 1), size=n):
-        text_ids = rng.choice(vocab, size=int(length) - 2).tolist()
-        ids = with_special_tokens(tokenizer, text_ids)
-        out.append({"input_ids": np.asarray([ids], dtype=np.int64),
-                    "attention_mask": np.ones((1, len(ids)), dtype=np.int64),
-                    "token_type_ids": np.zeros((1, len(ids)), dtype=np.int64)})
+        rows = [with_special_tokens(tokenizer, rng.choice(vocab, size=int(length) - 2).tolist())
+                for _ in range(choices or 1)]
+        ids = np.asarray(rows if choices else rows[0], dtype=np.int64)[None]  # (1, T) or (1, choices, T)
+        out.append({"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)})
     return out
+
+
+def choice_eval_set(kind, eval_dataset, tokenizer, max_length: int):
+    """A raw multiple-choice split (``context``, ``choices``, ``label``) tokenised to one ``(choices, T)`` array per
+    example, as the variant choice reads it; any other data (or kind) unchanged."""
+    from datasets import Dataset, DatasetDict
+
+    if getattr(kind, "name", kind) == "multiple_choice" and isinstance(eval_dataset, DatasetDict):
+        split = next((s for s in ("validation", "test", "train") if s in eval_dataset), None)
+        eval_dataset = eval_dataset[split] if split is not None else eval_dataset
+    if (getattr(kind, "name", kind) != "multiple_choice" or not isinstance(eval_dataset, Dataset)
+            or "input_ids" in eval_dataset.column_names):
+        return eval_dataset
+    missing = [c for c in ("context", "choices") if c not in eval_dataset.column_names]
+    if missing:
+        raise FastFormersError(f"a multiple-choice eval_dataset needs the columns context, choices and label (as "
+                               f"load_copa / load_openbookqa give them); it lacks {missing} (it has "
+                               f"{eval_dataset.column_names}).")
+    from ..tasks.multiple_choice import tokenize_choices
+
+    return tokenize_choices(eval_dataset, tokenizer, max_length, pad_each_example=True)

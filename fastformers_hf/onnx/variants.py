@@ -26,7 +26,7 @@ from .config import SESSION_DISABLED_OPTIMIZERS, SESSION_FILE, STEPS, VARIANTS, 
 from ..inference.runners import ort_runner, pytorch_runner  # noqa: F401 (re-exported for the benchmarks)
 from ..utils.model_folder import load_pytorch_model, load_tokenizer
 from .agreement import PER_POSITION, as_tuple, check_eval_supported, compare_per_position
-from .examples import eval_examples, random_examples
+from .examples import choice_eval_set, eval_examples, random_examples
 from .export import export_onnx, optimize_onnx
 from .graph import inference_session, model_size_bytes, record_step
 from .ort_tools import ROUTE_TEXT, onnx_route
@@ -41,8 +41,15 @@ REPORT_MD = "onnx_variants.md"
 from ..inference.runners import Features  # noqa: E402  (batch 1 here: arrays of shape (1, T))
 
 
+PAD_SCORE = -1e9  # the logit of a missing choice: never the argmax, the same for PyTorch and ONNX (diff 0)
+
+
 def run_all(runner, features: list[Features]) -> np.ndarray:
-    return np.concatenate([runner(f) for f in features], axis=0)  # (N, num_labels)
+    """Logits of every example, ``(N, num_labels)``; ``(N, most choices)`` for multiple choice, whose examples may
+    have different numbers of choices (the missing ones padded with :data:`PAD_SCORE`)."""
+    outs = [runner(f) for f in features]  # (1, num_labels) or (1, choices) each
+    width = max(o.shape[-1] for o in outs)
+    return np.concatenate([np.pad(o, ((0, 0), (0, width - o.shape[-1])), constant_values=PAD_SCORE) for o in outs])
 
 
 def batch1_latency(runners: Mapping[str, Callable], features: list[Features], repeats: int,
@@ -199,6 +206,7 @@ def choose_variant(model, tokenizer, candidates: Mapping[str, Path | str], eval_
     model.eval()
     kind = kind_of(model)
     check_eval_supported(kind, eval_dataset)
+    eval_dataset = choice_eval_set(kind, eval_dataset, tokenizer, config.max_length)
     positional = kind.name in PER_POSITION
     scorer = (task_scorer(kind, eval_dataset, tokenizer, config, getattr(model.config, "id2label", None))
               if eval_dataset is not None and scored_by_task_metric(kind) else None)  # QA / NER: their task's F1
@@ -207,7 +215,8 @@ def choose_variant(model, tokenizer, candidates: Mapping[str, Path | str], eval_
         features, labels, data = eval_examples(eval_dataset, tokenizer, config, getattr(model.config, "label2id", None),
                                                name=config.data_name)
     else:
-        features = random_examples(tokenizer, config.sample_size, config.max_length, config.seed)
+        features = random_examples(tokenizer, config.sample_size, config.max_length, config.seed,
+                                   choices=2 if kind.name == "multiple_choice" else None)
         labels, data = None, f"random tokens ({len(features)} examples, lengths 8-{config.max_length})"
     timing_pool, timing_data = features, data
     compared_on, data = data, (scorer.describe() if scorer is not None else data)
@@ -367,8 +376,9 @@ def optimize_for_inference(model_or_dir, save_dir: str | os.PathLike, eval_datas
         task_scorer(kind_of(model), eval_dataset, tokenizer, dataclasses.replace(config, max_eval_samples=1),
                     getattr(model.config, "id2label", None))
     elif eval_dataset is not None:
-        eval_examples(eval_dataset, tokenizer, dataclasses.replace(config, max_eval_samples=1),
-                      getattr(model.config, "label2id", None))
+        first = eval_dataset.select(range(1)) if hasattr(eval_dataset, "select") and len(eval_dataset) else eval_dataset
+        eval_examples(choice_eval_set(kind_of(model), first, tokenizer, config.max_length), tokenizer,
+                      dataclasses.replace(config, max_eval_samples=1), getattr(model.config, "label2id", None))
 
     with work_dir_beside(save_dir) as tmp_work:  # candidates are large: beside the output, not in the system temp
         work = Path(work_dir) if work_dir is not None else tmp_work
