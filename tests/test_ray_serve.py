@@ -20,7 +20,7 @@ from fastformers_hf import FastFormersError
 from fastformers_hf.commands import serve as serve_command
 from fastformers_hf.inference.classifier import TextClassifier
 from fastformers_hf.serving import load_test
-from fastformers_hf.serving.ray_server import INSTALL_HINT, ServeConfig, app_builder, deploy, shutdown
+from fastformers_hf.serving.ray_server import INSTALL_HINT, ServeConfig, app_builder, deploy, jsonable, shutdown
 from fastformers_hf.tasks.synthetic import make_sentiment_data
 from fastformers_hf.testing import tiny_model, tiny_tokenizer
 
@@ -112,6 +112,71 @@ def test_command_line(tmp_path, capsys):
 
 
 # -- one server for the rest of the module ----------------------------------------------------------------------
+
+
+CHOICES = [{"context": "the film was good", "choices": ["the plot was great", "the music was dull"]},
+           ["the acting was weak", ["the cast was bad", "the script was charming", "the end"]]]
+QUESTIONS = [{"question": "what was good ?", "context": "the film was really good but the acting was weak ."},
+             ["what was dull ?", "the plot was dull , the music was great ."]]
+ENTITY_TEXTS = ["john smith lives in paris", "the film was good"]
+
+
+@pytest.fixture(scope="module")
+def kind_folders(tmp_path_factory):
+    """Tiny question-answering, token-classification and multiple-choice folders, saved with their tokenizer."""
+    import torch
+    from transformers import AutoModelForMultipleChoice, AutoModelForQuestionAnswering, AutoModelForTokenClassification
+
+    from fastformers_hf.tasks.synthetic import VOCABULARY
+    from fastformers_hf.testing import tiny_config
+
+    root = tmp_path_factory.mktemp("kinds")
+    tok = tiny_tokenizer(VOCABULARY + ["what", "?", ",", "john", "smith", "lives", "in", "paris"])
+    labels = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    torch.manual_seed(0)
+    for name, auto, num_labels in (("question_answering", AutoModelForQuestionAnswering, 2),
+                                   ("token_classification", AutoModelForTokenClassification, len(labels)),
+                                   ("multiple_choice", AutoModelForMultipleChoice, 2)):
+        config = tiny_config("bert", num_layers=2, vocab_size=len(tok.get_vocab()), num_labels=num_labels,
+                             initializer_range=0.5)
+        if name == "token_classification":
+            config.id2label, config.label2id = dict(enumerate(labels)), {n: i for i, n in enumerate(labels)}
+        auto.from_config(config).save_pretrained(root / name)
+        tok.save_pretrained(root / name)
+    return root
+
+
+@pytest.mark.parametrize("kind, inputs, bad, bad_message", [
+    ("question_answering", QUESTIONS, ["no context"], "this server holds a question answering model"),
+    ("token_classification", ENTITY_TEXTS, [["a", "pair"]], "this server holds a token classification model"),
+    ("multiple_choice", CHOICES, ["no choices"], "this server holds a multiple choice model"),
+])
+def test_a_replica_answers_every_kind_as_in_process(kind_folders, kind, inputs, bad, bad_message, monkeypatch):
+    """The model replica's code, run here without Ray Serve: a merged batch of two requests is answered per request
+    with what the in-process predictor gives; an input of another kind is refused naming the server's kind."""
+    import torch
+
+    from fastformers_hf.serving.ray_server import ModelReplica
+    from fastformers_hf.serving.worker import load_predictor
+
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # the replica sets them for its own process
+        monkeypatch.setenv(var, os.environ.get(var, ""))
+    threads = torch.get_num_threads()
+    spec = {"model_dir": str(kind_folders / kind), "backend": "pytorch", "threads": 1, "cpus": [], "kind": kind,
+            "max_length": None, "sort_by_length": True}
+    try:
+        replica = ModelReplica(spec, max_batch_size=4, batch_wait_s=0.002, long_inputs="error")
+        got = replica._answer_requests([replica._validate(inputs[:1]), replica._validate(inputs[1:])])
+        reference = load_predictor(spec).predict(inputs)
+        with pytest.raises(FastFormersError, match=bad_message):
+            replica._validate(bad)
+        if kind == "multiple_choice":  # the token limit applies to each (context, choice) pair
+            with pytest.raises(FastFormersError, match=r"exceed the model's \d+ tokens \(first: input 1"):
+                replica._validate([CHOICES[0], ["the film", ["good " * 600, "bad"]]])
+    finally:
+        torch.set_num_threads(threads)
+    assert [len(r) for r in got] == [1, len(inputs) - 1]
+    assert json.loads(json.dumps(got[0] + got[1])) == json.loads(json.dumps(jsonable(reference)))
 
 
 @pytest.fixture(scope="module")

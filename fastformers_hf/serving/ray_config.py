@@ -14,11 +14,17 @@ INSTALL_HINT = "pip install 'fastformers-hf[serve]'"
 LONG_INPUT_POLICIES = ("truncate", "error")
 OVERSUBSCRIBE_POLICIES = ("error", "allow")
 BACKENDS = ("auto", "onnx", "pytorch")
-SERVED_KINDS = ("sequence_classification", "regression", "question_answering", "token_classification")
+SERVED_KINDS = ("sequence_classification", "regression", "question_answering", "token_classification",
+                "multiple_choice")
 ROUTES = "POST /predict {\"inputs\": [...]}, GET /health, GET /info"
 # A request whose replica died is sent this many times in all before it is answered 503.
 MAX_ATTEMPTS = 3
 RETRY_PAUSE_S = 0.25  # between attempts: the router drops a dead replica as soon as a request finds it dead
+# Ray Serve gives a new HTTP proxy 5 s to report ready (then retries with a linear backoff) and kills it after three
+# failed checks; on a small busy machine (2 cores beside a training job) the proxy can take longer than that, and
+# serve.start then fails with "ActorDiedError ... killed by ray.kill". The local Ray instance that deploy() starts
+# gets longer limits; values already in the environment, and a cluster's own settings, are left as they are.
+LOCAL_RAY_ENV = {"RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "30", "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "30"}
 
 
 @dataclass

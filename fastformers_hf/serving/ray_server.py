@@ -25,7 +25,7 @@ from typing import Any
 
 from ..errors import FastFormersError
 from .cores import physical_cores
-from .ray_config import (INSTALL_HINT, MAX_ATTEMPTS, RETRY_PAUSE_S, ROUTES, SERVED_KINDS, ServeConfig,
+from .ray_config import (INSTALL_HINT, LOCAL_RAY_ENV, MAX_ATTEMPTS, RETRY_PAUSE_S, ROUTES, SERVED_KINDS, ServeConfig,
                          check_port_free, folder_info, jsonable, versions)
 
 # Ray Serve's logger: in a replica its records go to that replica's Serve log, with the request id.
@@ -77,25 +77,32 @@ class ModelReplica:
     def _validate(self, inputs: list) -> list:
         """The inputs in canonical form, as the in-process predictor accepts them; FastFormersError otherwise."""
         from ..inference.inputs import validate_inputs
+        from ..inference.multiple_choice import validate_choice_inputs
         from ..inference.question_answering import validate_qa_inputs
         from ..inference.token_classification import validate_texts
         from ..inference.tokenization import token_lengths
 
-        check = {"question_answering": validate_qa_inputs, "token_classification": validate_texts}.get(
-            self.kind, validate_inputs)
+        check = {"question_answering": validate_qa_inputs, "token_classification": validate_texts,
+                 "multiple_choice": validate_choice_inputs}.get(self.kind, validate_inputs)
         try:
             items = check(inputs)
         except FastFormersError as err:
             raise FastFormersError(f"this server holds a {self.kind.replace('_', ' ')} model: {err}") from None
-        # Question answering splits long contexts into windows; the other kinds have one token limit.
+        # Question answering splits long contexts into windows; the other kinds have one token limit, which
+        # multiple choice applies to each (context, choice) pair.
         if self.long_inputs == "error" and self.kind != "question_answering":
-            lengths = token_lengths(self.predictor.tokenizer, items)
+            owner = list(range(len(items)))
+            encoded = items
+            if self.kind == "multiple_choice":
+                owner = [i for i, (_, choices) in enumerate(items) for _ in choices]
+                encoded = [(context, choice) for context, choices in items for choice in choices]
+            lengths = token_lengths(self.predictor.tokenizer, encoded)
             limit = self.predictor.max_length
             over = [i for i, n in enumerate(lengths) if n > limit]
             if over:
                 raise FastFormersError(f"{len(over)} input(s) exceed the model's {limit} tokens (first: input "
-                                       f"{over[0]}, {int(lengths[over[0]])} tokens); shorten them (this server "
-                                       "refuses long inputs: long_inputs='error').")
+                                       f"{owner[over[0]]}, {int(lengths[over[0]])} tokens); shorten them (this "
+                                       "server refuses long inputs: long_inputs='error').")
         return items
 
     async def predict(self, inputs: list) -> dict[str, Any]:
@@ -140,7 +147,7 @@ class ModelReplica:
     def _answer(self, items: list) -> list:
         """What the in-process ``predict`` returns for ``items``, as JSON values. Classifiers: ``label``,
         ``label_id``, ``score`` plus every label's ``probabilities`` (and the raw ``value`` for regression)."""
-        if self.kind in ("question_answering", "token_classification"):
+        if self.kind in ("question_answering", "token_classification", "multiple_choice"):
             return jsonable(self.predictor.predict(items))
         from ..inference.predictor import softmax
 
@@ -358,6 +365,8 @@ def deploy(model_dir: str | os.PathLike, config: ServeConfig | None = None) -> s
         check_port_free(config.host, config.port)
     if not ray.is_initialized():
         if config.address is None:
+            for name, value in LOCAL_RAY_ENV.items():  # read by Serve's controller, a child of the raylet
+                os.environ.setdefault(name, value)
             cores = len(physical_cores())
             ray.init(address="local", num_cpus=max(os.cpu_count() or 1, config.num_replicas(cores) *
                                                    config.threads_per_replica),
