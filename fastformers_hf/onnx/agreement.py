@@ -1,6 +1,6 @@
-"""How far an ONNX candidate's outputs are from PyTorch's for kinds with per-position outputs (token
-classification, question answering): checked output by output, position by position, on the real (unpadded)
-positions of every input."""
+"""How far an ONNX candidate's outputs are from PyTorch's: for kinds with per-position outputs (token
+classification, question answering) output by output, position by position, on the real (unpadded) positions of
+every input; for the others, one row of logits per example (:func:`run_all`)."""
 from __future__ import annotations
 
 import numpy as np
@@ -53,3 +53,14 @@ def compare_per_position(kind, features: list[Features], reference: list[tuple],
         per_output[name] = {"max_abs_diff": diff, "agreement": agree / max(total, 1), "compared": total}
     return (max(o["max_abs_diff"] for o in per_output.values()),
             min(o["agreement"] for o in per_output.values()), per_output)
+
+
+PAD_SCORE = -1e9  # the logit of a missing choice: never the argmax, the same for PyTorch and ONNX (diff 0)
+
+
+def run_all(runner, features: list[Features]) -> np.ndarray:
+    """Logits of every example, ``(N, num_labels)``; ``(N, most choices)`` for multiple choice, whose examples may
+    have different numbers of choices (the missing ones padded with :data:`PAD_SCORE`)."""
+    outs = [runner(f) for f in features]  # (1, num_labels) or (1, choices) each
+    width = max(o.shape[-1] for o in outs)
+    return np.concatenate([np.pad(o, ((0, 0), (0, width - o.shape[-1])), constant_values=PAD_SCORE) for o in outs])

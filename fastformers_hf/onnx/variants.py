@@ -25,7 +25,7 @@ from ..utils.io import atomic_output_dir, check_output_dir, read_json, work_dir_
 from .config import SESSION_DISABLED_OPTIMIZERS, SESSION_FILE, STEPS, VARIANTS, VariantChoiceConfig, is_quantized
 from ..inference.runners import ort_runner, pytorch_runner  # noqa: F401 (re-exported for the benchmarks)
 from ..utils.model_folder import load_pytorch_model, load_tokenizer
-from .agreement import PER_POSITION, as_tuple, check_eval_supported, compare_per_position
+from .agreement import PER_POSITION, as_tuple, check_eval_supported, compare_per_position, run_all
 from .examples import choice_eval_set, eval_examples, random_examples
 from .export import export_onnx, optimize_onnx
 from .graph import inference_session, model_size_bytes, record_step
@@ -39,17 +39,6 @@ REPORT_FILE = "onnx_variants.json"
 REPORT_MD = "onnx_variants.md"
 
 from ..inference.runners import Features  # noqa: E402  (batch 1 here: arrays of shape (1, T))
-
-
-PAD_SCORE = -1e9  # the logit of a missing choice: never the argmax, the same for PyTorch and ONNX (diff 0)
-
-
-def run_all(runner, features: list[Features]) -> np.ndarray:
-    """Logits of every example, ``(N, num_labels)``; ``(N, most choices)`` for multiple choice, whose examples may
-    have different numbers of choices (the missing ones padded with :data:`PAD_SCORE`)."""
-    outs = [runner(f) for f in features]  # (1, num_labels) or (1, choices) each
-    width = max(o.shape[-1] for o in outs)
-    return np.concatenate([np.pad(o, ((0, 0), (0, width - o.shape[-1])), constant_values=PAD_SCORE) for o in outs])
 
 
 def batch1_latency(runners: Mapping[str, Callable], features: list[Features], repeats: int,

@@ -102,6 +102,29 @@ class ServeConfig:
                 f"oversubscribe='allow'.")
 
 
+def builder_args(args: dict[str, str]) -> tuple[str, dict[str, Any]]:
+    """``(model_dir, ServeConfig fields)`` of a Ray Serve application builder's string args, each field cast to
+    its type; unknown names and bad values are refused."""
+    import dataclasses
+
+    args = dict(args)
+    if not args.get("model_dir"):
+        raise FastFormersError("pass model_dir=<model folder> in the application's args.")
+    model_dir = args.pop("model_dir")
+    types = {f.name: str(f.type) for f in dataclasses.fields(ServeConfig)}
+    unknown = sorted(set(args) - set(types))
+    if unknown:
+        raise FastFormersError(f"unknown args {unknown}; pass model_dir and ServeConfig fields: {', '.join(types)}.")
+    typed: dict[str, Any] = {}
+    for name, value in args.items():
+        cast = int if "int" in types[name] else float if "float" in types[name] else str
+        try:
+            typed[name] = None if value in (None, "None", "") and "Optional" in types[name] else cast(value)
+        except (TypeError, ValueError):
+            raise FastFormersError(f"{name} must be a {cast.__name__}, got {value!r}.") from None
+    return model_dir, typed
+
+
 # -- JSON and the answers of one replica -------------------------------------------------------------------------
 
 

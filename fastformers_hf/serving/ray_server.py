@@ -26,7 +26,7 @@ from typing import Any
 from ..errors import FastFormersError
 from .cores import physical_cores
 from .ray_config import (INSTALL_HINT, LOCAL_RAY_ENV, MAX_ATTEMPTS, RETRY_PAUSE_S, ROUTES, SERVED_KINDS, ServeConfig,
-                         check_port_free, folder_info, jsonable, versions)
+                         builder_args, check_port_free, folder_info, jsonable, versions)
 
 # Ray Serve's logger: in a replica its records go to that replica's Serve log, with the request id.
 logger = logging.getLogger("ray.serve")
@@ -320,25 +320,9 @@ def app_builder(args: dict[str, str]):
     ``fastformers_hf.serving.ray_server:app_builder`` with args ``model_dir`` and any :class:`ServeConfig` field
     (as strings). Threads are checked against the CPUs of the Ray cluster it runs on; host, port, route prefix
     and name come from the Serve config there, not from ``args``."""
-    import dataclasses
-
     import ray
 
-    args = dict(args)
-    if not args.get("model_dir"):
-        raise FastFormersError("pass model_dir=<model folder> in the application's args.")
-    model_dir = args.pop("model_dir")
-    types = {f.name: str(f.type) for f in dataclasses.fields(ServeConfig)}
-    unknown = sorted(set(args) - set(types))
-    if unknown:
-        raise FastFormersError(f"unknown args {unknown}; pass model_dir and ServeConfig fields: {', '.join(types)}.")
-    typed: dict[str, Any] = {}
-    for name, value in args.items():
-        cast = int if "int" in types[name] else float if "float" in types[name] else str
-        try:
-            typed[name] = None if value in (None, "None", "") and "Optional" in types[name] else cast(value)
-        except (TypeError, ValueError):
-            raise FastFormersError(f"{name} must be a {cast.__name__}, got {value!r}.") from None
+    model_dir, typed = builder_args(args)
     config = ServeConfig(**{**typed, "address": typed.get("address") or "auto"})  # core check: the cluster's below
     cpus = int(ray.cluster_resources().get("CPU", 0)) if ray.is_initialized() else len(physical_cores())
     config.check_cores(cpus, "CPU(s) in the Ray cluster")
