@@ -74,6 +74,7 @@ def test_the_package_imports_without_ray():
     (dict(route_prefix="/api/"), "not end with one"),
     (dict(name=""), "name"),
     (dict(address=""), "address must be a Ray cluster address"),
+    (dict(address="auto", throughput_optimized=True), "RAY_SERVE_THROUGHPUT_OPTIMIZED=1 in the environment of its"),
     (dict(replicas=os.cpu_count() * 64), r"threads, but there are \d+ physical core\(s\) on this machine.*"
                                          r"oversubscribe='allow'"),
     (dict(replicas=1, threads_per_replica=os.cpu_count() * 64), "physical core"),
@@ -282,25 +283,29 @@ def test_load_test_levels_count_every_request(server):
         assert row["requests_per_s"] > 0 and 0 < row["p50_ms"] <= row["p99_ms"]
     bounded = load_test.run_level(server.url, TEXTS, 1, requests=10 ** 6, time_limit_s=0.5)
     assert bounded["stopped_by_time_limit"] and bounded["ok"] == bounded["requests_sent"] < 10 ** 6
+    several = load_test.run_level(server.url, TEXTS, 2, requests=6, time_limit_s=30, inputs_per_request=4)
+    assert (several["ok"], several["errors"]) == (6, 0)
+    assert several["inputs_per_s"] == pytest.approx(4 * several["requests_per_s"])
 
 
 def test_load_test_report(server):
-    row = {**load_test.run_level(server.url, TEXTS, 1, requests=5, time_limit_s=30),
+    row = {**load_test.run_level(server.url, TEXTS, 1, requests=5, time_limit_s=30, inputs_per_request=2),
            "other_load_cores": 0.1, "disturbed": False}
     in_process = {"layout": {"instances": 2, "threads": 1, "backend": "pytorch"},
                   "batch1": {"inputs": 5, "p50_ms": 1.0, "p99_ms": 2.0},
                   "throughput": [{"batch_size": 1, "inputs_per_s": 100.0}, {"batch_size": 4, "inputs_per_s": 400.0}]}
     in_process["best"] = in_process["throughput"][1]
     ratios = load_test.compare({"levels": [row]}, in_process)
-    assert ratios["throughput_ratio"] == pytest.approx(row["requests_per_s"] / 400.0)
+    assert ratios["throughput_ratio"] == pytest.approx(2 * row["requests_per_s"] / 400.0)  # inputs, not requests
     assert ratios["p99_c1_minus_in_process_batch1_p99_ms"] == pytest.approx(row["p99_ms"] - 2.0)
     report = {"model": "m", "command": "c", "settings": {"replicas": 2, "threads_per_replica": 1, "max_batch_size": 4,
               "batch_wait_ms": 2.0}, "backend": "pytorch", "data": "d", "task": "sst2", "distinct_inputs": 3,
-              "requests": 5, "time_limit_s": 30.0, "server": {"levels": [row]}, "in_process": in_process,
+              "requests": 5, "inputs_per_request": 2, "time_limit_s": 30.0, "server": {"levels": [row]}, "in_process": in_process,
               "ratios": ratios, "machine": {"cpu": "a CPU"}, "load_average_before": [0.5, 0.4, 0.3],
               "load_average_after": [0.6, 0.4, 0.3]}
     text = load_test.report_markdown(report)
     assert "| 1 | 5 | 0 |" in text and "batch 4: 400.0 inputs/s" in text and "a CPU" in text
+    assert "2 input(s) per request" in text
 
 
 def test_application_builder_for_serve_run_and_kuberay(server):

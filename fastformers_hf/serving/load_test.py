@@ -40,15 +40,17 @@ class LoadTestArguments:
     task: str = field(default="sst2", metadata={"help": "Task name: which columns hold the text."})
     split: str = field(default="validation", metadata={"help": "Split of a folder (train or validation)."})
     sample_size: int = field(default=256, metadata={"help": "Distinct inputs read from --data (sent in turn)."})
-    requests: int = field(default=400, metadata={"help": "Requests per concurrency level (one input each)."})
+    requests: int = field(default=400, metadata={"help": "Requests per concurrency level."})
+    inputs_per_request: int = field(default=1, metadata={"help": "Inputs in each request (a client that batches "
+                                                                 "its own inputs); at most max_inputs_per_request."})
     time_limit_s: float = field(default=60.0, metadata={"help": "Seconds per concurrency level at most."})
     concurrency: str = field(default="1,2,4,8", metadata={"help": "Comma-separated client threads per level."})
     out: str = field(default="runs/serve_bench", metadata={"help": "Folder for serve_bench.json and .md."})
     overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty --out (only our own report)."})
 
     def __post_init__(self):
-        if self.requests < 1 or self.sample_size < 1 or self.time_limit_s <= 0:
-            raise FastFormersError("requests and sample_size must be >= 1 and time_limit_s > 0.")
+        if self.requests < 1 or self.sample_size < 1 or self.time_limit_s <= 0 or self.inputs_per_request < 1:
+            raise FastFormersError("requests, sample_size and inputs_per_request must be >= 1 and time_limit_s > 0.")
 
 
 def concurrency_levels(text: str) -> list[int]:
@@ -68,9 +70,11 @@ def _percentiles(seconds: list[float]) -> dict[str, Optional[float]]:
     return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
 
 
-def run_level(url: str, inputs: list, concurrency: int, requests: int, time_limit_s: float) -> dict[str, Any]:
-    """Send up to ``requests`` requests (one input each, taken in turn from ``inputs``) to ``url``/predict from
-    ``concurrency`` threads, stopping early at ``time_limit_s``; throughput, latency percentiles and errors."""
+def run_level(url: str, inputs: list, concurrency: int, requests: int, time_limit_s: float,
+              inputs_per_request: int = 1) -> dict[str, Any]:
+    """Send up to ``requests`` requests (``inputs_per_request`` inputs each, taken in turn from ``inputs``) to
+    ``url``/predict from ``concurrency`` threads, stopping early at ``time_limit_s``; throughput (requests and
+    inputs per second), latency percentiles per request and errors."""
     parts = urlsplit(url)
     path = parts.path.rstrip("/") + "/predict"
     lock = threading.Lock()
@@ -89,7 +93,8 @@ def run_level(url: str, inputs: list, concurrency: int, requests: int, time_limi
                         return
                     i = state["sent"]
                     state["sent"] += 1
-                body = json.dumps({"inputs": [inputs[i % len(inputs)]]})
+                body = json.dumps({"inputs": [inputs[(i * inputs_per_request + j) % len(inputs)]
+                                              for j in range(inputs_per_request)]})
                 t0 = time.perf_counter()
                 try:
                     conn.request("POST", path, body, {"Content-Type": "application/json"})
@@ -111,7 +116,8 @@ def run_level(url: str, inputs: list, concurrency: int, requests: int, time_limi
     wall = time.perf_counter() - start
     return {"concurrency": concurrency, "requests_sent": state["sent"], "ok": len(latencies), "errors": len(errors),
             "error_examples": errors[:3], "stopped_by_time_limit": state["sent"] < requests, "wall_s": wall,
-            "requests_per_s": len(latencies) / wall, **_percentiles(latencies)}
+            "requests_per_s": len(latencies) / wall, "inputs_per_s": len(latencies) * inputs_per_request / wall,
+            **_percentiles(latencies)}
 
 
 def _own_pids() -> list[int]:
@@ -122,18 +128,18 @@ def _own_pids() -> list[int]:
 
 
 def measure_server(model_dir: str, inputs: list, config: ServeConfig, levels: list[int], requests: int,
-                   time_limit_s: float) -> dict[str, Any]:
+                   time_limit_s: float, inputs_per_request: int = 1) -> dict[str, Any]:
     """Deploy on 127.0.0.1, warm up, run every concurrency level, shut down."""
     from ..utils.timing import LoadMonitor
     from .ray_server import deploy, shutdown
 
     url = deploy(model_dir, config)
     try:
-        run_level(url, inputs, min(levels), min(len(inputs), 20), time_limit_s)  # warm-up: first calls allocate
+        run_level(url, inputs, min(levels), min(len(inputs), 20), time_limit_s, inputs_per_request)  # warm-up
         rows = []
         for c in levels:
             with LoadMonitor(_own_pids()) as monitor:
-                row = run_level(url, inputs, c, requests, time_limit_s)
+                row = run_level(url, inputs, c, requests, time_limit_s, inputs_per_request)
             rows.append({**row, **monitor.summary()})
     finally:
         shutdown()
@@ -179,12 +185,13 @@ def compare(server: dict[str, Any], in_process: dict[str, Any]) -> dict[str, Any
     """The server's best throughput over the in-process best, and its p99 at concurrency 1 minus the in-process
     batch-1 p99 (what HTTP, Ray's proxy and the batching wait add to one request)."""
     levels = server["levels"]
-    best = max(levels, key=lambda r: r["requests_per_s"])
+    best = max(levels, key=lambda r: r["inputs_per_s"])
     one = next((r for r in levels if r["concurrency"] == 1), None)
     p99 = in_process["batch1"]["p99_ms"]
     return {"server_best_concurrency": best["concurrency"], "server_best_requests_per_s": best["requests_per_s"],
+            "server_best_inputs_per_s": best["inputs_per_s"],
             "in_process_best_inputs_per_s": in_process["best"]["inputs_per_s"],
-            "throughput_ratio": best["requests_per_s"] / in_process["best"]["inputs_per_s"],
+            "throughput_ratio": best["inputs_per_s"] / in_process["best"]["inputs_per_s"],
             "p99_c1_minus_in_process_batch1_p99_ms": (one["p99_ms"] - p99) if one and one["p99_ms"] is not None
             and p99 is not None else None}
 
@@ -202,13 +209,14 @@ def report_markdown(report: dict[str, Any]) -> str:
              f"Command: `{report['command']}`", "",
              f"Server: Ray Serve on 127.0.0.1, {s['replicas']} replica(s) x {s['threads_per_replica']} thread(s), "
              f"dynamic batching up to {s['max_batch_size']} requests with {s['batch_wait_ms']} ms wait, backend "
-             f"{report['backend']}. One input per request from {report['data']} (task {report['task']}, "
+             f"{report['backend']}. {report.get('inputs_per_request', 1)} input(s) per request from {report['data']} (task {report['task']}, "
              f"{report['distinct_inputs']} distinct inputs); at most {report['requests']} requests and "
              f"{report['time_limit_s']:g} s per level. The client threads run on the same machine.", "",
-             "| concurrency | requests ok | errors | requests/s | p50 ms | p99 ms | other load (cores) |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+             "| concurrency | requests ok | errors | requests/s | inputs/s | p50 ms | p99 ms | other load (cores) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in report["server"]["levels"]:
         lines.append(f"| {row['concurrency']} | {row['ok']} | {row['errors']} | {_fmt(row['requests_per_s'])} | "
+                     f"{_fmt(row.get('inputs_per_s', row['requests_per_s']))} | "
                      f"{_fmt(row['p50_ms'], 2)} | {_fmt(row['p99_ms'], 2)} | {row['other_load_cores']:.2f}"
                      f"{' (disturbed)' if row['disturbed'] else ''} |")
     b1 = ip["batch1"]
@@ -218,7 +226,8 @@ def report_markdown(report: dict[str, Any]) -> str:
                   "throughput " + ", ".join(f"batch {t['batch_size']}: {t['inputs_per_s']:.1f} inputs/s"
                                             for t in ip["throughput"]) + ".", "",
               f"Server best / in process best throughput: **{r['throughput_ratio']:.2f}** "
-              f"({r['server_best_requests_per_s']:.1f} requests/s at concurrency {r['server_best_concurrency']} vs "
+              f"({r.get('server_best_inputs_per_s', r['server_best_requests_per_s']):.1f} inputs/s at concurrency "
+              f"{r['server_best_concurrency']} vs "
               f"{r['in_process_best_inputs_per_s']:.1f} inputs/s). Server p99 at concurrency 1 minus in-process "
               f"batch-1 p99: **{_fmt(r['p99_c1_minus_in_process_batch1_p99_ms'], 2)} ms**.", "",
               f"Machine: {machine_text(report['machine'])}. Load average (1, 5, 15 min) before: "
@@ -243,6 +252,9 @@ def main(argv=None) -> int:
     if config.address is not None:
         raise FastFormersError("serve bench runs its own server on this machine; leave out --address.")
     config = dataclasses.replace(config, host="127.0.0.1")
+    if args.inputs_per_request > config.max_inputs_per_request:
+        raise FastFormersError(f"--inputs_per_request {args.inputs_per_request} is over the server's "
+                               f"--max_inputs_per_request {config.max_inputs_per_request}; raise that or send fewer.")
     levels = concurrency_levels(args.concurrency)
     check_out(args.out, args.overwrite)
     from ..commands.bench import sample_texts  # the inputs `fastformers-hf bench throughput` reads
@@ -253,12 +265,14 @@ def main(argv=None) -> int:
     inputs = sample_texts(args)
     load_before = list(os.getloadavg())
     print(f"serve bench: {len(inputs)} inputs, concurrency {levels}, {args.requests} requests per level", flush=True)
-    server = measure_server(args.model, inputs, config, levels, args.requests, args.time_limit_s)
+    server = measure_server(args.model, inputs, config, levels, args.requests, args.time_limit_s,
+                            args.inputs_per_request)
     print("serve bench: server done; now in process", flush=True)
     in_process = measure_in_process(args.model, inputs, config, args.requests)
     settings = {**dataclasses.asdict(config), "replicas": config.num_replicas(len(physical_cores()))}
     report = {"model": str(args.model), "data": str(args.data), "task": args.task, "distinct_inputs": len(inputs),
-              "requests": args.requests, "time_limit_s": args.time_limit_s,
+              "requests": args.requests, "inputs_per_request": args.inputs_per_request,
+              "time_limit_s": args.time_limit_s,
               "command": " ".join(["fastformers-hf serve bench", *argv]), "settings": settings,
               "backend": in_process["layout"]["backend"], "server": server, "in_process": in_process,
               "ratios": compare(server, in_process), "machine": machine_description(),

@@ -54,6 +54,10 @@ class ServeConfig:
                                                            "or pytorch."})
     route_prefix: str = field(default="/", metadata={"help": "URL prefix of the routes, e.g. /sst2."})
     name: str = field(default="fastformers", metadata={"help": "Ray Serve application name."})
+    throughput_optimized: bool = field(default=False, metadata={"help": "Ray Serve's high-throughput mode for the "
+                                       "local Ray instance (RAY_SERVE_THROUGHPUT_OPTIMIZED=1, Ray 2.56 or newer: "
+                                       "HTTP straight to the replicas, gRPC between them, buffered request logs, no "
+                                       "Serve logs on stderr)."})
 
     def __post_init__(self):
         for name in ("threads_per_replica", "max_batch_size", "max_inputs_per_request"):
@@ -82,6 +86,10 @@ class ServeConfig:
         if self.address == "":
             raise FastFormersError("address must be a Ray cluster address (e.g. 'auto') or left out to start a "
                                    "local Ray instance.")
+        if self.address is not None and self.throughput_optimized:
+            raise FastFormersError("throughput_optimized applies to the local Ray instance deploy() starts; on a "
+                                   "cluster, set RAY_SERVE_THROUGHPUT_OPTIMIZED=1 in the environment of its nodes "
+                                   "(ray start) instead.")
         if self.address is None:  # on a cluster, deploy() checks the cluster's CPUs instead
             self.check_cores(len(physical_cores()), "physical core(s) on this machine")
 

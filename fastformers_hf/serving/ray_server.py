@@ -351,6 +351,8 @@ def deploy(model_dir: str | os.PathLike, config: ServeConfig | None = None) -> s
         if config.address is None:
             for name, value in LOCAL_RAY_ENV.items():  # read by Serve's controller, a child of the raylet
                 os.environ.setdefault(name, value)
+            if config.throughput_optimized:
+                os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
             cores = len(physical_cores())
             ray.init(address="local", num_cpus=max(os.cpu_count() or 1, config.num_replicas(cores) *
                                                    config.threads_per_replica),
