@@ -93,3 +93,37 @@ def test_the_distill_command_scores_a_regression_head_by_correlation():
     scores = np.array([[0.1], [0.9], [0.4], [2.0]])  # (N, 1): one output unit
     metrics = _metric("regression", ())(EvalPrediction(predictions=scores, label_ids=np.array([0.0, 1.0, 0.5, 3.0])))
     assert set(metrics) == {"pearson", "spearman"} and metrics["spearman"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("with_eval", [False, True])
+def test_onnx_variants_of_a_regression_head_are_judged_by_pearson(tmp_path, with_eval):
+    """Not by an argmax over one output (always 0): against the gold scores of an eval split, or, on random inputs,
+    by the correlation of each variant's scores with PyTorch's."""
+    import json
+
+    from fastformers_hf import VariantChoiceConfig, optimize_for_inference
+
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_config(
+        tiny_config("bert", num_layers=2, num_labels=1, initializer_range=0.5)).eval()
+    config = VariantChoiceConfig(candidates=["fp32", "int8"], sample_size=16, latency_repeats=1, warmup=1,
+                                 max_length=24, tolerance=100.0, text_fields=list(FIELDS))
+    split = sts_pairs(24, seed=2)
+    out = optimize_for_inference(model, tmp_path / "best", tokenizer=tiny_tokenizer(), config=config,
+                                 eval_dataset=split if with_eval else None)
+    report = json.loads((out / "onnx_variants.json").read_text())
+    fp32, int8 = (next(r for r in report["results"] if r["name"] == n) for n in ("fp32", "int8"))
+    if with_eval:
+        with torch.no_grad():
+            enc = tiny_tokenizer()(list(split["sentence1"]), list(split["sentence2"]), padding=True,
+                                   return_tensors="pt")
+            expected = 100 * regression_metrics(split["label"], model(**enc).logits[:, 0].numpy())["pearson"]
+        assert report["reference"]["metrics"]["pearson"] == pytest.approx(expected, abs=1e-3)
+        assert fp32["loss_points"] == pytest.approx(0.0, abs=1e-3)
+    else:
+        assert fp32["metrics"]["pearson"] == pytest.approx(100.0, abs=1e-3)  # its scores are PyTorch's
+    for r in (fp32, int8):
+        reference = report["reference"]["metrics"]["pearson"] if with_eval else 100.0
+        assert r["loss_points"] == pytest.approx(reference - r["metrics"]["pearson"])
+    assert int8["metrics"]["pearson"] < 100.0 - 1e-6  # int8 moves the scores
+    assert report["reference"]["metric"] == "pearson" and "pearson points" in (out / "onnx_variants.md").read_text()

@@ -64,3 +64,12 @@ def run_all(runner, features: list[Features]) -> np.ndarray:
     outs = [runner(f) for f in features]  # (1, num_labels) or (1, choices) each
     width = max(o.shape[-1] for o in outs)
     return np.concatenate([np.pad(o, ((0, 0), (0, width - o.shape[-1])), constant_values=PAD_SCORE) for o in outs])
+
+
+def pearson_points(reference, candidate) -> float:
+    """Pearson correlation of two score vectors ``(N,)`` in points (100: perfectly correlated); 0 where either is
+    constant and no correlation is defined."""
+    from ..tasks.metrics import regression_metrics
+
+    r = regression_metrics(reference, candidate)["pearson"]
+    return 0.0 if np.isnan(r) else 100.0 * r

@@ -49,7 +49,8 @@ def eval_examples(eval_dataset, tokenizer, config: VariantChoiceConfig, label2id
                 raise FastFormersError(
                     f"eval labels {sorted(set(raw))[:5]} are not the model's labels {list(label2id or {})}.")
             raw = [label2id[r] for r in raw]
-        labels = np.asarray(raw, dtype=np.int64)
+        labels = np.asarray(raw)
+        labels = labels if labels.dtype.kind == "f" else labels.astype(np.int64)  # float: regression scores
     if "input_ids" in eval_dataset.column_names:
         features = [{k: np.asarray([row[k]], dtype=np.int64) for k in ("input_ids", "attention_mask", "token_type_ids")
                      if k in row} for row in eval_dataset]

@@ -25,7 +25,8 @@ from ..utils.io import atomic_output_dir, check_output_dir, read_json, work_dir_
 from .config import SESSION_DISABLED_OPTIMIZERS, SESSION_FILE, STEPS, VARIANTS, VariantChoiceConfig, is_quantized
 from ..inference.runners import ort_runner, pytorch_runner  # noqa: F401 (re-exported for the benchmarks)
 from ..utils.model_folder import load_pytorch_model, load_tokenizer
-from .agreement import PER_POSITION, as_tuple, check_eval_supported, compare_per_position, run_all
+from .agreement import (PER_POSITION, as_tuple, check_eval_supported, compare_per_position, pearson_points,
+                        run_all)
 from .examples import choice_eval_set, eval_examples, random_examples
 from .export import export_onnx, optimize_onnx
 from .graph import inference_session, model_size_bytes, record_step
@@ -33,26 +34,10 @@ from .ort_tools import ROUTE_TEXT, onnx_route
 from .quantize import quantize_onnx
 from .task_metric import scored_by_task_metric, task_scorer
 from ..measurements import machine_text
-from ..utils.timing import time_interleaved
+from ..utils.timing import batch1_latency
 
 REPORT_FILE = "onnx_variants.json"
 REPORT_MD = "onnx_variants.md"
-
-from ..inference.runners import Features  # noqa: E402  (batch 1 here: arrays of shape (1, T))
-
-
-def batch1_latency(runners: Mapping[str, Callable], features: list[Features], repeats: int,
-                   warmup: int) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
-    """Per-query latency of each runner at batch 1 (passes of all runners interleaved, see
-    :func:`~fastformers_hf.utils.timing.time_interleaved`) and the other processes' load meanwhile."""
-    timing = time_interleaved(runners, features, repeats=repeats, warmup=warmup)
-    latency = {}
-    for name in runners:
-        s = timing.latency(name)
-        latency[name] = {"mean_ms": timing.pass_mean_ms(name),  # median over passes of the per-pass mean
-                         "median_ms": s["median_ms"], "p99_ms": s["p99_ms"], "queries": s["n"]}
-    return latency, timing.load()
-
 
 # ----------------------------------------------------------------------------------------------------------------
 # Candidates
@@ -199,7 +184,8 @@ def choose_variant(model, tokenizer, candidates: Mapping[str, Path | str], eval_
     positional = kind.name in PER_POSITION
     scorer = (task_scorer(kind, eval_dataset, tokenizer, config, getattr(model.config, "id2label", None))
               if eval_dataset is not None and scored_by_task_metric(kind) else None)  # QA / NER: their task's F1
-    unit = scorer.metric if scorer is not None else "accuracy"  # what the tolerance's points are points of
+    regression = kind.name == "regression"  # one score per input: judged by Pearson, not by an argmax
+    unit = scorer.metric if scorer is not None else "Pearson" if regression else "accuracy"  # the tolerance's points
     if eval_dataset is not None and scorer is None:
         features, labels, data = eval_examples(eval_dataset, tokenizer, config, getattr(model.config, "label2id", None),
                                                name=config.data_name)
@@ -232,7 +218,10 @@ def choose_variant(model, tokenizer, candidates: Mapping[str, Path | str], eval_
             pt = pytorch_runner(model)
             ref_logits = run_all(pt, features)  # (N, num_labels)
             ref_pred = ref_logits.argmax(-1)
-            reference = {"accuracy": None if labels is None else float((ref_pred == labels).mean())}
+            reference = {"accuracy": None if labels is None or regression else float((ref_pred == labels).mean())}
+            if regression:  # Pearson points against the gold scores (random inputs: against PyTorch's, 100 for itself)
+                reference.update(metric="pearson", metrics={
+                    "pearson": 100.0 if labels is None else pearson_points(labels, ref_logits[:, 0])})
         results, runners = [], {}
         for name, path in candidates.items():
             steps = list(VARIANTS.get(name, ()))
@@ -253,6 +242,10 @@ def choose_variant(model, tokenizer, candidates: Mapping[str, Path | str], eval_
                 r.metrics = scorer.score(session)
                 r.metric_drop_points = scorer.points(reference["metrics"]) - scorer.points(r.metrics)
                 r.loss_points = r.metric_drop_points
+            elif regression:  # against the gold scores, or (random inputs) against PyTorch's
+                r.metrics = {"pearson": pearson_points(ref_logits[:, 0] if labels is None else labels, logits[:, 0])}
+                r.loss_points = reference["metrics"]["pearson"] - r.metrics["pearson"]
+                r.metric_drop_points = r.loss_points
             elif labels is not None:  # classification
                 r.accuracy = float((logits.argmax(-1) == labels).mean())
                 r.accuracy_drop_points = 100 * (reference["accuracy"] - r.accuracy)
@@ -261,6 +254,7 @@ def choose_variant(model, tokenizer, candidates: Mapping[str, Path | str], eval_
                 r.loss_points = 100 * (1 - r.label_agreement)
             if r.loss_points > config.tolerance + 1e-9:
                 measured_as = (f"eval {unit}" if scorer is not None or labels is not None else
+                               "correlation with PyTorch's scores" if regression else
                                f"{PER_POSITION[kind.name]} disagreeing with PyTorch" if positional else
                                "predictions that disagree with PyTorch")
                 r.reasons.append(f"loses {r.loss_points:.2f} {unit} points ({measured_as}), "

@@ -233,3 +233,16 @@ def pytorch_classify_fn(model, tokenizer, text_fields=("sentence",), max_length:
             return int(model(**enc).logits.argmax(-1))
 
     return fn
+
+
+def batch1_latency(runners: Mapping[str, Callable], features: Sequence, repeats: int,
+                   warmup: int) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
+    """Per-query latency of each runner over ``features`` (one query each; passes of all runners interleaved, see
+    :func:`time_interleaved`) and the other processes' load meanwhile."""
+    timing = time_interleaved(runners, features, repeats=repeats, warmup=warmup)
+    latency = {}
+    for name in runners:
+        s = timing.latency(name)
+        latency[name] = {"mean_ms": timing.pass_mean_ms(name),  # median over passes of the per-pass mean
+                         "median_ms": s["median_ms"], "p99_ms": s["p99_ms"], "queries": s["n"]}
+    return latency, timing.load()
