@@ -14,6 +14,7 @@ INSTALL_HINT = "pip install 'fastformers-hf[serve]'"
 LONG_INPUT_POLICIES = ("truncate", "error")
 OVERSUBSCRIBE_POLICIES = ("error", "allow")
 BACKENDS = ("auto", "onnx", "pytorch")
+PROXY_LOCATIONS = ("EveryNode", "HeadOnly")  # Ray Serve's ProxyLocation: an HTTP proxy on every node, or one
 SERVED_KINDS = ("sequence_classification", "regression", "question_answering", "token_classification",
                 "multiple_choice")
 ROUTES = "POST /predict {\"inputs\": [...]}, GET /health, GET /info"
@@ -54,6 +55,8 @@ class ServeConfig:
                                                            "or pytorch."})
     route_prefix: str = field(default="/", metadata={"help": "URL prefix of the routes, e.g. /sst2."})
     name: str = field(default="fastformers", metadata={"help": "Ray Serve application name."})
+    proxy_location: str = field(default="EveryNode", metadata={"help": "Where Ray Serve runs its HTTP proxies: "
+                                "EveryNode (each node answers on host:port) or HeadOnly (one entry point)."})
     throughput_optimized: bool = field(default=False, metadata={"help": "Ray Serve's high-throughput mode for the "
                                        "local Ray instance (RAY_SERVE_THROUGHPUT_OPTIMIZED=1, Ray 2.56 or newer: "
                                        "HTTP straight to the replicas, gRPC between them, buffered request logs, no "
@@ -70,7 +73,7 @@ class ServeConfig:
             raise FastFormersError(f"batch_wait_ms must be >= 0 (0: no waiting for more requests), got "
                                    f"{self.batch_wait_ms}.")
         for name, allowed in (("long_inputs", LONG_INPUT_POLICIES), ("oversubscribe", OVERSUBSCRIBE_POLICIES),
-                              ("backend", BACKENDS)):
+                              ("backend", BACKENDS), ("proxy_location", PROXY_LOCATIONS)):
             if getattr(self, name) not in allowed:
                 raise FastFormersError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}.")
         if not isinstance(self.port, int) or not 1 <= self.port <= 65535:

@@ -366,7 +366,7 @@ def deploy(model_dir: str | os.PathLike, config: ServeConfig | None = None) -> s
         cluster_cpus = int(ray.cluster_resources().get("CPU", 0))
         config.check_cores(cluster_cpus, "CPU(s) in the Ray cluster")
         replicas = config.num_replicas(cluster_cpus)
-    serve.start(http_options={"host": config.host, "port": config.port})
+    serve.start(http_options={"host": config.host, "port": config.port}, proxy_location=config.proxy_location)
     _check_http_options(serve, config)
     app = build_app(model_dir, config, replicas)
     try:
