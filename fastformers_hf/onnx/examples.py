@@ -19,18 +19,26 @@ def label_column(dataset) -> str | None:
     return next((c for c in ("label", "labels") if c in dataset.column_names), None)
 
 
+def eval_split(eval_dataset):
+    """The split a DatasetDict is judged on (validation, else test, else train); anything else unchanged."""
+    from datasets import DatasetDict
+
+    if not isinstance(eval_dataset, DatasetDict):
+        return eval_dataset
+    split = next((s for s in ("validation", "test", "train") if s in eval_dataset), None)
+    if split is None:
+        raise FastFormersError(f"the eval DatasetDict has no validation/test split (it has {list(eval_dataset)}).")
+    return eval_dataset[split]
+
+
 def eval_examples(eval_dataset, tokenizer, config: VariantChoiceConfig, label2id: Mapping[str, int] | None = None,
                   name: str | None = None):
     """``(features, labels or None, description)`` from a Dataset/DatasetDict/list of texts, one example each."""
-    from datasets import Dataset, DatasetDict
+    from datasets import Dataset
 
     from ..tasks.data import dataset_name
 
-    if isinstance(eval_dataset, DatasetDict):
-        split = next((s for s in ("validation", "test", "train") if s in eval_dataset), None)
-        if split is None:
-            raise FastFormersError(f"the eval DatasetDict has no validation/test split (it has {list(eval_dataset)}).")
-        eval_dataset = eval_dataset[split]
+    eval_dataset = eval_split(eval_dataset)
     if isinstance(eval_dataset, (list, tuple)):
         eval_dataset = Dataset.from_dict({"text": list(eval_dataset)})
     if not isinstance(eval_dataset, Dataset):
@@ -84,13 +92,12 @@ def random_examples(tokenizer, n: int, max_length: int, seed: int = 0, choices: 
 def choice_eval_set(kind, eval_dataset, tokenizer, max_length: int):
     """A raw multiple-choice split (``context``, ``choices``, ``label``) tokenised to one ``(choices, T)`` array per
     example, as the variant choice reads it; any other data (or kind) unchanged."""
-    from datasets import Dataset, DatasetDict
+    from datasets import Dataset
 
-    if getattr(kind, "name", kind) == "multiple_choice" and isinstance(eval_dataset, DatasetDict):
-        split = next((s for s in ("validation", "test", "train") if s in eval_dataset), None)
-        eval_dataset = eval_dataset[split] if split is not None else eval_dataset
-    if (getattr(kind, "name", kind) != "multiple_choice" or not isinstance(eval_dataset, Dataset)
-            or "input_ids" in eval_dataset.column_names):
+    if getattr(kind, "name", kind) != "multiple_choice":
+        return eval_dataset
+    eval_dataset = eval_split(eval_dataset)
+    if not isinstance(eval_dataset, Dataset) or "input_ids" in eval_dataset.column_names:
         return eval_dataset
     missing = [c for c in ("context", "choices") if c not in eval_dataset.column_names]
     if missing:

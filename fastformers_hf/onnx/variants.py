@@ -16,7 +16,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -27,7 +27,7 @@ from ..inference.runners import ort_runner, pytorch_runner  # noqa: F401 (re-exp
 from ..utils.model_folder import load_pytorch_model, load_tokenizer
 from .agreement import (PER_POSITION, as_tuple, check_eval_supported, compare_per_position, pearson_points,
                         run_all)
-from .examples import choice_eval_set, eval_examples, random_examples
+from .examples import choice_eval_set, eval_examples, eval_split, random_examples
 from .export import export_onnx, optimize_onnx
 from .graph import inference_session, model_size_bytes, record_step
 from .ort_tools import ROUTE_TEXT, onnx_route
@@ -359,7 +359,8 @@ def optimize_for_inference(model_or_dir, save_dir: str | os.PathLike, eval_datas
         task_scorer(kind_of(model), eval_dataset, tokenizer, dataclasses.replace(config, max_eval_samples=1),
                     getattr(model.config, "id2label", None))
     elif eval_dataset is not None:
-        first = eval_dataset.select(range(1)) if hasattr(eval_dataset, "select") and len(eval_dataset) else eval_dataset
+        split = eval_split(eval_dataset)  # its first example is enough to check the columns and labels
+        first = split.select(range(1)) if hasattr(split, "select") and len(split) else split
         eval_examples(choice_eval_set(kind_of(model), first, tokenizer, config.max_length), tokenizer,
                       dataclasses.replace(config, max_eval_samples=1), getattr(model.config, "label2id", None))
 

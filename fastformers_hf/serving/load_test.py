@@ -209,14 +209,15 @@ def report_markdown(report: dict[str, Any]) -> str:
              f"Command: `{report['command']}`", "",
              f"Server: Ray Serve on 127.0.0.1, {s['replicas']} replica(s) x {s['threads_per_replica']} thread(s), "
              f"dynamic batching up to {s['max_batch_size']} requests with {s['batch_wait_ms']} ms wait, backend "
-             f"{report['backend']}. {report.get('inputs_per_request', 1)} input(s) per request from {report['data']} (task {report['task']}, "
+             f"{report['backend']}. {report['inputs_per_request']} input(s) per request from {report['data']} "
+             f"(task {report['task']}, "
              f"{report['distinct_inputs']} distinct inputs); at most {report['requests']} requests and "
              f"{report['time_limit_s']:g} s per level. The client threads run on the same machine.", "",
              "| concurrency | requests ok | errors | requests/s | inputs/s | p50 ms | p99 ms | other load (cores) |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in report["server"]["levels"]:
         lines.append(f"| {row['concurrency']} | {row['ok']} | {row['errors']} | {_fmt(row['requests_per_s'])} | "
-                     f"{_fmt(row.get('inputs_per_s', row['requests_per_s']))} | "
+                     f"{_fmt(row['inputs_per_s'])} | "
                      f"{_fmt(row['p50_ms'], 2)} | {_fmt(row['p99_ms'], 2)} | {row['other_load_cores']:.2f}"
                      f"{' (disturbed)' if row['disturbed'] else ''} |")
     b1 = ip["batch1"]
@@ -226,7 +227,7 @@ def report_markdown(report: dict[str, Any]) -> str:
                   "throughput " + ", ".join(f"batch {t['batch_size']}: {t['inputs_per_s']:.1f} inputs/s"
                                             for t in ip["throughput"]) + ".", "",
               f"Server best / in process best throughput: **{r['throughput_ratio']:.2f}** "
-              f"({r.get('server_best_inputs_per_s', r['server_best_requests_per_s']):.1f} inputs/s at concurrency "
+              f"({r['server_best_inputs_per_s']:.1f} inputs/s at concurrency "
               f"{r['server_best_concurrency']} vs "
               f"{r['in_process_best_inputs_per_s']:.1f} inputs/s). Server p99 at concurrency 1 minus in-process "
               f"batch-1 p99: **{_fmt(r['p99_c1_minus_in_process_batch1_p99_ms'], 2)} ms**.", "",
