@@ -43,3 +43,11 @@ def warmup(ratio: float) -> dict:
     """The ``TrainingArguments`` keyword for a warm-up of ``ratio`` of the steps: ``warmup_ratio`` in 4.x; 5.x
     removed it and reads a ``warmup_steps`` below 1 as that ratio."""
     return {"warmup_steps": ratio} if is_transformers_5() else {"warmup_ratio": ratio}
+
+
+def group_by_length(enabled: bool) -> dict:
+    """The ``TrainingArguments`` keyword for batches of similar length: ``group_by_length`` in 4.x; 5.x replaced it
+    with ``train_sampling_strategy="group_by_length"``."""
+    if not enabled:
+        return {}
+    return {"train_sampling_strategy": "group_by_length"} if is_transformers_5() else {"group_by_length": True}

@@ -150,3 +150,16 @@ def test_final_rows_take_accuracy_and_latency_at_the_same_batch_size(setup, tmp_
     assert batches["accuracy"] == batches["latency"] == {batch} == {1}
     header = format_summary(summary).splitlines()[0]
     assert f"accuracy (batch {batch})" in header and f"latency median (batch {batch}, ms)" in header
+
+
+@pytest.mark.parametrize("flag", [False, True])
+def test_group_by_length_reaches_every_training_stage(tmp_path, flag):
+    from fastformers_hf.compat import is_transformers_5
+
+    pipeline = CompressPipeline(parse(["--model_name_or_path", "m", "--output_dir", str(tmp_path)]
+                                      + ["--group_by_length"] * flag))
+    args = pipeline._train_args(tmp_path, 3)
+    if is_transformers_5():
+        assert args.train_sampling_strategy == ("group_by_length" if flag else "random")
+    else:
+        assert args.group_by_length is flag

@@ -5,12 +5,11 @@ import math
 import numpy as np
 import pytest
 import torch
-import transformers
 from datasets import Dataset
 
 from fastformers_hf import DistillationConfig, DistillationTrainer, FastFormersError, cache_teacher_logits, make_student
 from fastformers_hf.distillation.compatibility import check_same_kind
-from fastformers_hf.distillation.losses import LOSSES, loss_for, token_mask
+from fastformers_hf.distillation.losses import LOSSES, loss_for, make_collator, token_mask
 from fastformers_hf.distillation.trainer import TeacherOutputsCollator, teacher_columns
 from fastformers_hf.pruning import current_shape, prune, scoring_dataloader
 from fastformers_hf.tasks.kinds import KINDS, kind_of
@@ -65,7 +64,7 @@ def make_model(kind, seed=0, **kw):
 
 
 def collate(kind, tokenizer, rows):
-    return getattr(transformers, loss_for(kind).collator)(tokenizer)([dict(r) for r in rows])
+    return make_collator(kind, tokenizer)([dict(r) for r in rows])
 
 
 def args(tmp_path, **kw):
@@ -191,7 +190,7 @@ def test_distillation_trains_every_kind(kind, mode, tmp_path, tokenizer):
     train = make_data(kind, len(tokenizer))
     if cached:
         train = cache_teacher_logits(teacher, train, tokenizer, batch_size=5)
-    if not labelled and kind != "multiple_choice":  # transformers' multiple-choice collator needs labels
+    if not labelled:
         train = train.remove_columns([c for c in ("labels", *LABEL_COLUMNS.get(kind, [])) if c in train.column_names])
     calls = []
     handle = teacher.register_forward_hook(lambda *a: calls.append(1))
@@ -207,7 +206,7 @@ def test_distillation_trains_every_kind(kind, mode, tmp_path, tokenizer):
         handle.remove()
     losses = _logged(trainer, "loss") + _logged(trainer, "soft_loss")
     assert len(_logged(trainer, "soft_loss")) == 3 and all(math.isfinite(v) for v in losses)
-    assert bool(_logged(trainer, "hard_loss")) == (labelled or kind == "multiple_choice")
+    assert bool(_logged(trainer, "hard_loss")) == labelled
     assert bool(_logged(trainer, "hidden_loss")) == (hidden > 0)
     assert bool(_logged(trainer, "attention_loss")) == (attention > 0)
     assert bool(calls) == (not cached or hidden > 0)  # cached outputs: the teacher runs only for hidden states
@@ -262,7 +261,7 @@ def test_cache_stores_own_length_float16_rows(kind, tmp_path, tokenizer):
     with pytest.raises(FastFormersError, match="needs the tokenizer"):
         cache_teacher_logits(None, data.select(range(5)), cache_file=path)
 
-    collator = TeacherOutputsCollator(getattr(transformers, loss_for(kind).collator)(tokenizer),
+    collator = TeacherOutputsCollator(make_collator(kind, tokenizer),
                                       list(columns.values()), per_position=True)
     batch = collator([cached[i] for i in (0, 1, 2)])
     lengths = [len(cached[i]["input_ids"]) for i in (0, 1, 2)]

@@ -82,7 +82,8 @@ class KindLoss:
     label_columns: tuple[str, ...] = ("labels",)  # what the hard loss needs ("label" is accepted for "labels")
     per_position: bool = False  # outputs have a row per token: cached as float16 rows of the input's own length
     compare_labels: bool = True  # teacher and student must predict the same label list
-    collator: str = "DataCollatorWithPadding"  # the transformers collator for batches of this kind
+    # The collator for batches of this kind: a transformers class, or "module:Class" of this package.
+    collator: str = "DataCollatorWithPadding"
 
 
 LOSSES: dict[str, KindLoss] = {
@@ -92,10 +93,23 @@ LOSSES: dict[str, KindLoss] = {
     "question_answering": KindLoss(_spans, label_columns=("start_positions", "end_positions"), per_position=True,
                                    compare_labels=False),
     # num_labels means nothing to a multiple-choice head (one score per choice).
-    "multiple_choice": KindLoss(_classification, compare_labels=False, collator="DataCollatorForMultipleChoice"),
+    # Rows with different numbers of choices are padded with a choice mask (tasks/choice_mask.py).
+    "multiple_choice": KindLoss(_classification, compare_labels=False,
+                                collator="fastformers_hf.tasks.choice_mask:ChoiceCollator"),
 }
 
 
 def loss_for(kind) -> KindLoss:
     """The row of :data:`LOSSES` for a :class:`~fastformers_hf.tasks.kinds.TaskKind` (or its name)."""
     return LOSSES[getattr(kind, "name", kind)]
+
+
+def make_collator(kind, tokenizer):
+    """The padding collator of ``kind``'s batches (token labels padded with -100, choices nested) for ``tokenizer``."""
+    import importlib
+
+    import transformers
+
+    name = loss_for(kind).collator
+    module, _, cls = name.rpartition(":")
+    return getattr(importlib.import_module(module) if module else transformers, cls)(tokenizer)

@@ -11,6 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import FastFormersError
+from ..tasks.choice_mask import MASKED_CHOICE_LOGIT, forward_masked, pad_choices
 from ..tasks.kinds import kind_of
 from .losses import loss_for
 from .student import load_model
@@ -38,6 +39,8 @@ class TeacherOutputsCollator:
         length = batch["input_ids"].shape[-1] if self.per_position else None
         for column in present:
             batch[column] = _batch_rows([f[column] for f in features], length, self.padding_side)
+            if batch["input_ids"].dim() == 3:  # choices: rows cached as wide as the data's most choices
+                batch[column] = batch[column][:, :batch["input_ids"].shape[1]]  # (B, C)
         return batch
 
 
@@ -58,12 +61,11 @@ def _batch_rows(rows, length: int | None, side: str) -> torch.Tensor:
 
 
 def _pad_inputs(tokenizer, features):
-    """Pad model inputs; nested rows (multiple choice: one row per choice) are padded as one batch, then reshaped."""
+    """Pad model inputs; nested rows (multiple choice: one row per choice) are padded as one batch, then reshaped
+    (B, C, T), with a ``choice_mask`` when the examples have different numbers of choices."""
     if not isinstance(features[0]["input_ids"][0], list):
         return tokenizer.pad(features, return_tensors="pt")
-    n = len(features[0]["input_ids"])
-    flat = [{k: v[i] for k, v in f.items()} for f in features for i in range(n)]
-    return {k: v.view(len(features), n, -1) for k, v in tokenizer.pad(flat, return_tensors="pt").items()}  # (B, n, T)
+    return pad_choices(tokenizer, features)
 
 
 def _ragged_column(values: np.ndarray, lengths: np.ndarray):
@@ -135,7 +137,7 @@ def cache_teacher_logits(teacher, dataset, tokenizer=None, batch_size: int = 64,
     done = 0
     with torch.no_grad():
         for batch in tqdm(loader, desc=desc):
-            result = teacher(**{k: v.to(device) for k, v in batch.items()})
+            result, _ = forward_masked(teacher, {k: v.to(device) for k, v in batch.items()})
             n = len(batch["input_ids"])
             for name in kind.outputs:
                 x = result[name].float().cpu().numpy()  # (B, C), (B, T) or (B, T, C)
@@ -150,8 +152,12 @@ def cache_teacher_logits(teacher, dataset, tokenizer=None, batch_size: int = 64,
         Path(cache_file).parent.mkdir(parents=True, exist_ok=True)
     if not per_position:
         (name,) = kind.outputs
-        logits = np.empty((len(order), *out[name][0].shape[1:]), dtype=np.float32)
-        logits[order] = np.concatenate(out[name])  # back to the dataset's order
+        # Choices: batches of fewer choices than the data's most are widened with masked (never chosen) logits.
+        width = max(x.shape[1] for x in out[name]) if out[name][0].ndim == 2 else None
+        rows = [x if width is None or x.shape[1] == width else
+                np.pad(x, ((0, 0), (0, width - x.shape[1])), constant_values=MASKED_CHOICE_LOGIT) for x in out[name]]
+        logits = np.empty((len(order), *rows[0].shape[1:]), dtype=np.float32)
+        logits[order] = np.concatenate(rows)  # back to the dataset's order
         if cache_file is not None:
             np.save(cache_file, logits)
         return dataset.add_column(column, [row for row in logits])

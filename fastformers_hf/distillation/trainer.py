@@ -19,7 +19,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-import transformers
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer
 
 from ..architectures import get_spec
@@ -28,9 +27,10 @@ from ..shape_record import update_record
 from .config import DistillationConfig
 from ..errors import FastFormersError
 from ..hub_code import add_remote_code
-from .losses import loss_for, soft_cross_entropy  # noqa: F401  (soft_cross_entropy: public here since 0.1)
+from .losses import loss_for, make_collator, soft_cross_entropy  # noqa: F401  (soft_cross_entropy: public here since 0.1)
 from .student import load_model
 from .teacher_cache import TeacherOutputsCollator, cache_teacher_logits, teacher_columns  # noqa: F401 (public here)
+from ..tasks.choice_mask import MASK_COLUMN, forward_masked, mask_choice_logits
 from ..tasks.kinds import kind_of
 
 
@@ -98,7 +98,7 @@ class DistillationTrainer(Trainer):
         _check_label_column(eval_dataset, "eval_dataset", required=True, columns=labels)
         if kwargs.get("data_collator") is None and isinstance(processing_class, PreTrainedTokenizerBase):
             # Trainer's default (DataCollatorWithPadding) cannot pad token labels or nest choices.
-            kwargs["data_collator"] = getattr(transformers, self.kind_loss.collator)(processing_class)
+            kwargs["data_collator"] = make_collator(self.kind, processing_class)
         _check_output_dir(args, model, [teacher_model, getattr(model.config, "_name_or_path", None)])
 
         self.layer_map = None
@@ -171,7 +171,10 @@ class DistillationTrainer(Trainer):
         cached = {name: inputs.pop(column) for name, column in self.teacher_columns.items() if column in inputs}
         want_hidden = self.layer_map is not None and args.hidden_state_loss_weight > 0
         want_attn = self.layer_map is not None and args.attention_loss_weight > 0
-        outputs = model(**inputs, output_hidden_states=want_hidden or None, output_attentions=want_attn or None)
+        # A multiple-choice batch with padded choices: their logits masked in the student's outputs and hard loss.
+        outputs, choice_mask = forward_masked(model, inputs, output_hidden_states=want_hidden or None,
+                                              output_attentions=want_attn or None)
+        inputs = {k: v for k, v in inputs.items() if k != MASK_COLUMN}
         student = {name: outputs[name] for name in self.kind.outputs}  # e.g. logits (B, C); start/end (B, T)
         terms = {}
         if outputs.loss is not None:
@@ -187,6 +190,8 @@ class DistillationTrainer(Trainer):
         teacher = cached or ({name: teacher_out[name] for name in self.kind.outputs} if teacher_out else None)
         if teacher:
             teacher = {name: value.to(student[name]) for name, value in teacher.items()}  # float16 cache -> student's
+            if choice_mask is not None:  # padded choices: no probability in the teacher's targets
+                teacher["logits"] = mask_choice_logits(teacher["logits"], choice_mask)
             terms["soft_loss"] = self.kind_loss.soft_loss(student, teacher, inputs, args.temperature)
 
         w = args.distillation_weight

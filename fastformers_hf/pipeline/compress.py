@@ -18,7 +18,7 @@ from typing import Callable
 
 from .config import CompressConfig, parse_target
 from .final import SERVING_BATCH_SIZE, STAGE_FILE, format_summary, measure_final  # noqa: F401 (public here)
-from ..compat import warmup
+from ..compat import group_by_length, warmup
 from ..errors import FastFormersError
 from ..hub_code import save_model_folder
 from ..utils.quiet import dropped_log_records
@@ -66,7 +66,7 @@ class CompressPipeline:
         task = get_task(c.task)
         self._check_teacher_kind(tconf, task)
         if c.data:
-            data = load_task_data(c.data, c.task)
+            data = load_task_data(c.data, c.task, loader_options=c.loader_options)
             for split in ("train", "validation"):
                 if split not in data:
                     raise FastFormersError(f"{c.data} has no {split} split (train.tsv / dev.tsv; train.json / "
@@ -163,7 +163,8 @@ class CompressPipeline:
         torch.set_num_threads(max(1, c.threads))
         task = get_task(c.task)
         if c.data:
-            raw = load_task_data(c.data, c.task, c.max_train_samples, c.max_eval_samples, seed=c.seed)
+            raw = load_task_data(c.data, c.task, c.max_train_samples, c.max_eval_samples, seed=c.seed,
+                                 loader_options=c.loader_options)
             data_name = Path(c.data).name if Path(c.data).exists() else c.data
         else:
             from ..tasks.synthetic import make_sentiment_data
@@ -179,6 +180,8 @@ class CompressPipeline:
             data_settings["doc_stride"] = c.doc_stride
         if not c.data and (c.generated_hard or c.generated_label_noise):  # other data: fingerprints as before
             data_settings.update(c.settings("generated_hard", "generated_label_noise"))
+        if c.group_by_length:  # batches drawn in another order: other models (without it: fingerprints as before)
+            data_settings["group_by_length"] = True
 
         teacher_dir = Path(c.model_name_or_path) if Path(c.model_name_or_path).exists() else c.model_name_or_path
         tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
@@ -235,20 +238,20 @@ class CompressPipeline:
                                   per_device_train_batch_size=c.per_device_train_batch_size,
                                   per_device_eval_batch_size=128, **warmup(0.06), weight_decay=0.01,
                                   temperature=c.temperature, logging_steps=50, save_strategy="no", report_to=[],
-                                  dataloader_pin_memory=False, seed=c.seed, **kw)
+                                  dataloader_pin_memory=False, seed=c.seed, **group_by_length(c.group_by_length),
+                                  **kw)
 
     def _collator(self):
-        """The kind's padding collator (token labels padded with -100; span positions kept)."""
-        import transformers
-
-        from ..distillation.losses import loss_for
+        """The kind's padding collator (token labels padded with -100; span positions kept; choices nested)."""
+        from ..distillation.losses import make_collator
         from ..tasks.kinds import get_kind
 
-        return getattr(transformers, loss_for(get_kind(self.task.kind)).collator)(self.tokenizer)
+        return make_collator(get_kind(self.task.kind), self.tokenizer)
 
     def _fine_tune_teacher(self, tmp: Path, source) -> dict:
-        from transformers import Trainer, TrainingArguments
+        from transformers import TrainingArguments
 
+        from ..tasks.choice_mask import ChoiceMaskTrainer
         from ..tasks.kinds import get_kind
 
         c, kind = self.config, get_kind(self.task.kind)
@@ -261,9 +264,10 @@ class CompressPipeline:
                                  learning_rate=5e-5 if c.learning_rate == 1e-4 else c.learning_rate,
                                  per_device_train_batch_size=c.per_device_train_batch_size, **warmup(0.06),
                                  save_strategy="no", report_to=[], dataloader_pin_memory=False, seed=c.seed,
-                                 logging_steps=50)
-        Trainer(model=model, args=args, train_dataset=self.data["train"], processing_class=self.tokenizer,
-                data_collator=self._collator()).train()
+                                 logging_steps=50, **group_by_length(c.group_by_length))
+        # Trainer itself, but for multiple-choice batches with padded choices (a choice_mask).
+        ChoiceMaskTrainer(model=model, args=args, train_dataset=self.data["train"], processing_class=self.tokenizer,
+                          data_collator=self._collator()).train()
         save_model_folder(model, tmp, self.tokenizer)
         shutil.rmtree(tmp / "trainer", ignore_errors=True)
         return self._scored(model)

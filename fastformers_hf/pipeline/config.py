@@ -41,6 +41,8 @@ class CompressConfig:
                                       "answering 384."})
     doc_stride: Optional[int] = field(default=None, metadata={"help": "Question answering: tokens of overlap between "
                                       "windows of a long context (default min(max_length // 2, 128))."})
+    mixed_choices: str = field(default="refuse", metadata={"help": "Multiple choice: rows with different numbers "
+                               "of choices are refused (refuse) or padded in each batch with a choice mask (pad)."})
     max_train_samples: Optional[int] = field(default=None, metadata={"help": "Use a shuffled subset of train."})
     max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Use the first N validation rows."})
     generated_hard: bool = field(default=False, metadata={"help": "Without --data: harder generated sentences (double "
@@ -61,6 +63,8 @@ class CompressConfig:
     temperature: float = field(default=2.0, metadata={"help": "Distillation temperature."})
     learning_rate: float = field(default=1e-4, metadata={"help": "Learning rate of the student."})
     per_device_train_batch_size: int = field(default=32, metadata={"help": "Training batch size."})
+    group_by_length: bool = field(default=False, metadata={"help": "Train on batches of similar length (Trainer's "
+                                  "LengthGroupedSampler): less padding, about 2x faster on long, varied pairs."})
     seed: int = field(default=0, metadata={"help": "Seed of data shuffling and initialisation."})
     onnx_tolerance: float = field(default=0.5, metadata={"help": "Points of the task metric (accuracy, F1) the ONNX "
                                                                  "variant may lose."})
@@ -90,6 +94,8 @@ class CompressConfig:
         if not 0 <= self.doc_stride < self.max_length:
             raise FastFormersError(f"doc_stride ({self.doc_stride}) must be at least 0 and below max_length "
                                    f"({self.max_length}).")
+        if self.mixed_choices not in ("refuse", "pad"):
+            raise FastFormersError(f"mixed_choices must be refuse or pad, got {self.mixed_choices!r}.")
         if self.pruning_method not in ("first_order", "magnitude", "random"):
             raise FastFormersError(f"pruning_method must be first_order, magnitude or random, got "
                                    f"{self.pruning_method!r}.")
@@ -113,6 +119,13 @@ class CompressConfig:
     @property
     def prunes(self) -> bool:
         return parse_target(self.heads_per_layer) is not None or parse_target(self.ffn_width) is not None
+
+    @property
+    def loader_options(self) -> dict:
+        """Keyword settings of the task's own loader."""
+        from ..tasks.names import get_task
+
+        return {"mixed_choices": self.mixed_choices} if get_task(self.task).kind == "multiple_choice" else {}
 
     def settings(self, *names: str) -> dict:
         return {n: getattr(self, n) for n in names}

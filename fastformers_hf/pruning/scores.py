@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from ..architectures import ArchitectureSpec, get_layers, get_spec
 from ..errors import FastFormersError
+from ..tasks.choice_mask import MASK_COLUMN, forward_masked
 from ..tasks.kinds import kind_of
 from .shape import current_shape
 
@@ -90,7 +91,9 @@ def _first_order_scores(model, spec: ArchitectureSpec, dataloader, max_batches: 
             if max_batches is not None and i >= max_batches:
                 break
             inputs = _model_inputs(model, batch, device)
-            out = model(**inputs)
+            if MASK_COLUMN in batch:  # multiple choice with padded choices: the loss on the real ones
+                inputs[MASK_COLUMN] = batch[MASK_COLUMN]
+            out, _ = forward_masked(model, inputs)
             if out.loss is not None:  # the head's own loss: class, regression, token or span (start/end) labels
                 loss = out.loss
             else:  # no labels: the model's own predictions as targets, for each output of its kind
@@ -185,10 +188,10 @@ def scoring_dataloader(dataset, tokenizer=None, batch_size: int = 32, collate_fn
     if collate_fn is None:
         if tokenizer is None:
             raise FastFormersError("scoring_dataloader needs the tokenizer (for padding) or a collate_fn.")
-        from ..distillation.losses import loss_for
+        from ..distillation.losses import make_collator
 
-        collator = loss_for(kind_of(model)).collator if model is not None else "DataCollatorWithPadding"
-        collate_fn = getattr(transformers, collator)(tokenizer)
+        collate_fn = (make_collator(kind_of(model), tokenizer) if model is not None
+                      else transformers.DataCollatorWithPadding(tokenizer))
     labels = {"labels", "label", "start_positions", "end_positions"}  # classification / token labels; QA spans
     wanted = {"input_ids", "attention_mask", "token_type_ids"} | labels
     if model is not None:

@@ -60,16 +60,18 @@ def _load_local_file(path: Path) -> Dataset:
 
 
 def load_task_data(data: str | os.PathLike, task: str | None = None, max_train_samples: int | None = None,
-                   max_eval_samples: int | None = None, seed: int = 0) -> DatasetDict:
+                   max_eval_samples: int | None = None, seed: int = 0,
+                   loader_options: dict | None = None) -> DatasetDict:
     """``train``/``validation`` splits from a local folder of GLUE files or a Hub dataset id.
 
     A folder must hold ``train.{tsv,csv,jsonl}`` and ``dev``/``validation`` files. A Hub id goes through
-    ``datasets.load_dataset(data, task)`` (which needs the network or a local cache).
+    ``datasets.load_dataset(data, task)`` (which needs the network or a local cache). ``loader_options``: keyword
+    settings of the task's own loader (e.g. ``{"mixed_choices": "pad"}`` for multiple choice).
     """
     path = Path(data)
     spec = TASKS.get(task) if task else None
     if spec is not None and spec.loader and path.exists():
-        dsd = spec.load(path)
+        dsd = spec.load(path, **(loader_options or {}))
     elif path.is_dir() or (path.suffix and path.exists()):
         dsd = load_local_data(path)
     else:

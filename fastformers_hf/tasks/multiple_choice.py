@@ -80,9 +80,15 @@ def openbookqa_row(path: Path, number: int, row: Row) -> dict:
     return {"id": str(row.get("id", number - 1)), "context": stem, "choices": texts, "label": keys.index(answer)}
 
 
-def read_file(path: str | os.PathLike, reader: Reader) -> Dataset:
-    """One JSON lines file as a Dataset of the raw layout, every row checked; all rows must have the same number
-    of choices (a batch of choices is one tensor)."""
+MIXED_CHOICES = ("refuse", "pad")
+
+
+def read_file(path: str | os.PathLike, reader: Reader, mixed_choices: str = "refuse") -> Dataset:
+    """One JSON lines file as a Dataset of the raw layout, every row checked. Rows with different numbers of
+    choices are refused (``mixed_choices="refuse"``) or kept as they are (``"pad"``: training batches pad them with
+    a choice mask, see :mod:`~fastformers_hf.tasks.choice_mask`)."""
+    if mixed_choices not in MIXED_CHOICES:
+        raise FastFormersError(f"mixed_choices must be one of {', '.join(MIXED_CHOICES)}, got {mixed_choices!r}.")
     path = Path(path)
     rows = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
@@ -98,43 +104,48 @@ def read_file(path: str | os.PathLike, reader: Reader) -> Dataset:
         raise FastFormersError(f"{path} holds no rows.")
     first_line, first = rows[0]
     for number, row in rows:
-        if len(row["choices"]) != len(first["choices"]):
+        if len(row["choices"]) != len(first["choices"]) and mixed_choices == "refuse":
             raise FastFormersError(
                 f"{path}, line {number}: {len(row['choices'])} choices, but line {first_line} has "
                 f"{len(first['choices'])}; every row of a file needs the same number of choices (a batch is one "
-                "(examples, choices, tokens) tensor): complete or remove the rows that differ.")
+                "(examples, choices, tokens) tensor): complete or remove the rows that differ, or pad them with a "
+                "choice mask (--mixed_choices pad).")
+        if len(row["choices"]) < 2:
+            raise FastFormersError(f"{path}, line {number}: {len(row['choices'])} choice; a multiple-choice row needs "
+                                   "at least two.")
     dataset = Dataset.from_dict({name: [row[name] for _, row in rows] for name in FEATURES}, features=FEATURES)
     dataset.info.dataset_name = local_data_name(path)
     return dataset
 
 
-def load_choices(path: str | os.PathLike, reader: Reader, what: str) -> DatasetDict:
+def load_choices(path: str | os.PathLike, reader: Reader, what: str, mixed_choices: str = "refuse") -> DatasetDict:
     """``train``/``validation`` from a folder of ``train.jsonl`` and ``dev.jsonl`` (``validation``/``val`` also
     name the second; ``.json`` too), or one file (its split named by its stem, else ``train``)."""
     path = Path(path)
     if path.is_file():
         split = next((s for s, stems in SPLIT_STEMS.items() if path.stem.lower() in stems), "train")
-        return DatasetDict({split: read_file(path, reader)})
+        return DatasetDict({split: read_file(path, reader, mixed_choices)})
     if not path.is_dir():
         raise FastFormersError(f"{what} data not found: {path}")
     splits = {}
     for split, stems in SPLIT_STEMS.items():
         found = [path / f"{s}{x}" for s in stems for x in EXTENSIONS if (path / f"{s}{x}").is_file()]
         if found:
-            splits[split] = read_file(found[0], reader)
+            splits[split] = read_file(found[0], reader, mixed_choices)
     if not splits:
         raise FastFormersError(f"{path} holds no {what} files: expected train.jsonl and dev.jsonl.")
     return DatasetDict(splits)
 
 
-def load_copa(path: str | os.PathLike) -> DatasetDict:
+def load_copa(path: str | os.PathLike, mixed_choices: str = "refuse") -> DatasetDict:
     """SuperGLUE COPA (``train.jsonl``, ``dev.jsonl``) as 2-choice rows: ``(premise, "because|so " + choice)``."""
-    return load_choices(path, copa_row, "COPA")
+    return load_choices(path, copa_row, "COPA", mixed_choices)
 
 
-def load_openbookqa(path: str | os.PathLike) -> DatasetDict:
-    """OpenBookQA (``train.jsonl``, ``dev.jsonl``) as 4-choice rows: ``(question_stem, choice text)``."""
-    return load_choices(path, openbookqa_row, "OpenBookQA")
+def load_openbookqa(path: str | os.PathLike, mixed_choices: str = "refuse") -> DatasetDict:
+    """OpenBookQA-style rows (``train.jsonl``, ``dev.jsonl``): ``(question_stem, choice text)`` per choice, four in
+    OpenBookQA; rows with other numbers of choices are refused or kept by ``mixed_choices`` (``refuse`` | ``pad``)."""
+    return load_choices(path, openbookqa_row, "OpenBookQA", mixed_choices)
 
 
 def tokenize_choices(dataset, tokenizer, max_length: int = 128, pad_each_example: bool = False):

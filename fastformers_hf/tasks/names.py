@@ -22,11 +22,12 @@ class TaskSpec:
     loader: str | None = None
     also_reported: tuple[str, ...] = ()
 
-    def load(self, path):
+    def load(self, path, **options):
+        """The loader's splits; ``options`` are its keyword settings (``mixed_choices`` for multiple choice)."""
         import importlib
 
         module, function = self.loader.split(":")
-        return getattr(importlib.import_module(f"fastformers_hf.tasks.{module}"), function)(path)
+        return getattr(importlib.import_module(f"fastformers_hf.tasks.{module}"), function)(path, **options)
 
     def inputs(self, split) -> list:
         """The split's model inputs in order: texts, or (text, text) pairs for two-text tasks ((context, choices)
