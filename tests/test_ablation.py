@@ -74,7 +74,28 @@ def test_accuracy_delta_and_checks():
     assert [c["ok"] for c in checks(report)] == [True, False, True, False]
 
 
-@pytest.mark.parametrize("kwargs,match", [(dict(tables="shapes,boolq"), "unknown table"), (dict(rounds=0), "rounds"),
+def test_boolq_checks_the_loss_and_the_speed_up_of_its_fastest_row():
+    rows = chain_rows(_steps((0.70, 0.69)), _timing([2.0, 150.0]), AblationConfig(), 2, reference_accuracy=0.70)
+    table = {"rows": rows, "multi_instance_vs_one_instance": 1.85, "fastest_loss_points": 1.0,
+             "fastest_speedup": rows[-1]["cumulative_speedup"]}
+    # 75x >= 50x and 1.0 <= 1.2 points: both hold; 1.85x >= 1.8x
+    assert [(c["check"].split(":")[0], c["ok"]) for c in checks({"tables": {"boolq": table}})] == \
+        [("BoolQ", True)] * 3
+    slow = dict(table, fastest_speedup=40.0, fastest_loss_points=1.5)
+    assert [c["ok"] for c in checks({"tables": {"boolq": slow}})] == [True, False, False]
+
+
+def test_the_boolq_chain_needs_the_compress_run(tmp_path):
+    from fastformers_hf.benchmarks.ablation_real import boolq_chain
+
+    (tmp_path / "run" / "1-distill").mkdir(parents=True)
+    (tmp_path / "run" / "1-distill" / "stage.json").write_text("{}")
+    with pytest.raises(FastFormersError, match=r"lacks the compress stage\(s\) 0-teacher, 3-redistill.*"
+                                                r"bench_superglue.py --tasks boolq.*--boolq_compress"):
+        boolq_chain(AblationConfig(boolq_compress=str(tmp_path / "run")))
+
+
+@pytest.mark.parametrize("kwargs,match", [(dict(tables="shapes,mnli"), "unknown table"), (dict(rounds=0), "rounds"),
                                           (dict(median_tokens=600), "median_tokens")])
 def test_bad_settings(kwargs, match):
     with pytest.raises(FastFormersError, match=match):

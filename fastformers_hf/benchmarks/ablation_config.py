@@ -24,7 +24,8 @@ class AblationConfig:
 
     out: str = field(default="runs/bench_ablation", metadata={"help": "ablation.json/.md/.png and cached models."})
     tables: str = field(default="shapes,sst2", metadata={"help": "Which tables: shapes (paper shapes, random "
-                                                                   "weights, speed only), sst2 (real, with accuracy)."})
+                                                                   "weights, speed only), sst2 and boolq (real, with "
+                                                                   "accuracy; boolq reads --boolq_compress)."})
     rounds: int = field(default=7, metadata={"help": "Timed passes per step, interleaved across steps."})
     pass_seconds: float = field(default=2.0, metadata={"help": "Target length of one timed pass of a step."})
     baseline_queries: int = field(default=4, metadata={"help": "Queries per pass of the slow BERT-base padded-512 "
@@ -61,6 +62,14 @@ class AblationConfig:
                                     "bench_pruning --redistil_steps 800: its cached teacher logits are reused)."})
     redistil_steps: int = field(default=1000, metadata={"help": "Re-distillation steps of 32 after pruning."})
     max_length: int = field(default=128, metadata={"help": "SST-2 token limit (the teacher's padded length)."})
+    # Table 3: BoolQ, every model from a compress run
+    boolq_dir: str = field(default="../shared/data/superglue/boolq", metadata={"help": "BoolQ train/dev JSON lines."})
+    boolq_compress: str = field(default="runs/bench-superglue/boolq", metadata={
+        "help": "output_dir of `compress --recipe examples/recipes/superglue/boolq.yaml`: its 0-teacher, 1-distill "
+                "and 3-redistill stages are the chain's models."})
+    boolq_max_length: int = field(default=512, metadata={"help": "BoolQ token limit (the teacher's padded length)."})
+    boolq_choice_examples: int = field(default=200, metadata={"help": "Held-out BoolQ train pairs the int8 variant "
+                                       "is chosen on (the recipe's scoring_examples: the rows it held out)."})
     # Cost and energy
     instance_name: str = field(default="Azure F16s_v2", metadata={"help": "Instance the cost column assumes."})
     instance_usd_per_hour: float = field(default=0.677, metadata={"help": "Its price (pay-as-you-go Linux; an "
@@ -73,9 +82,10 @@ class AblationConfig:
     seed: int = field(default=0, metadata={"help": "Seed of random weights and synthetic data."})
 
     def __post_init__(self):
-        unknown = [t for t in self.table_list if t not in ("shapes", "sst2")]
+        unknown = [t for t in self.table_list if t not in ("shapes", "sst2", "boolq")]
         if unknown or not self.table_list:
-            raise FastFormersError(f"unknown table(s) {unknown or '(none)'}; use shapes, sst2 or shapes,sst2.")
+            raise FastFormersError(f"unknown table(s) {unknown or '(none)'}; use any of shapes, sst2, boolq, e.g. "
+                                   "shapes,sst2.")
         if self.rounds < 1 or self.pass_seconds <= 0 or self.baseline_queries < 1:
             raise FastFormersError("rounds and baseline_queries must be >= 1 and pass_seconds > 0.")
         if not self.min_tokens <= self.median_tokens <= self.max_tokens or self.min_tokens < 8:

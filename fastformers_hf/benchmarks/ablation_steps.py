@@ -2,6 +2,7 @@
 interleaved rounds (:func:`~fastformers_hf.utils.timing.time_interleaved`) and the rows of the table."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -12,6 +13,8 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from .ablation_config import BOOLQ_DEV_QUERIES, AblationConfig
+from ..hub_code import save_model_folder
+from ..utils.io import atomic_output_dir, read_json
 
 logger = logging.getLogger(__name__)
 
@@ -163,3 +166,38 @@ def chain_rows(steps: list[Step], timing: dict, config: AblationConfig, measured
         row["cumulative_speedup"] = qps / first  # off-chain rows: speed-up over the baseline
         rows.append(row)
     return rows
+
+
+def _save_model(model, tokenizer, path: Path) -> Path:
+    with atomic_output_dir(path) as tmp:
+        save_model_folder(model, tmp, tokenizer)
+    return path
+
+
+def _variant_dir(source: Path, target: Path, config, **kwargs) -> Path:
+    """``optimize_for_inference(source, target)`` unless ``target`` already holds its result for the same settings
+    (candidates, choice rule, thread count: the fastest int8 graph depends on the threads it runs with)."""
+    from ..onnx.variants import chosen_with, optimize_for_inference
+
+    if not chosen_with(target, config):
+        optimize_for_inference(source, target, config=config, **kwargs)
+    return target
+
+
+def int8_builds(student: Path, pruned: Path, out: Path, config, threads: int, **kwargs) -> dict[str, Any]:
+    """int8 graphs of the student for in-process steps (``threads`` intra-op threads) and of the student and its
+    pruned version for the 1-thread instances of the multi-instance steps, each variant chosen at the threads it
+    runs with. Returns the folders and the variant names."""
+    from ..onnx.config import SessionConfig
+
+    def build(source, target, threads, candidates=None):
+        c = dataclasses.replace(config, candidates=candidates or config.candidates,
+                                session=SessionConfig(intra_op_num_threads=threads))
+        path = _variant_dir(source, target, c, **kwargs)
+        return path, read_json(path / "onnx_variants.json")["chosen"]
+
+    single, single_variant = build(student, out / "student-int8", threads)
+    one, one_variant = (single, single_variant) if threads == 1 else build(student, out / "student-int8-1thread", 1)
+    pruned_one, _ = build(pruned, out / "student-pruned-int8", 1, [one_variant])
+    return {"int8": single, "int8_variant": single_variant, "int8_1thread": one, "int8_1thread_variant": one_variant,
+            "pruned_int8": pruned_one}
