@@ -6,7 +6,8 @@
 
 ``throughput`` tries every way to split the machine's cores into pinned instances with every batch size on a
 sample of your data and prints the best setting (under a latency bound if given). ``ablation`` writes
-ablation.json/.md/.png: the paper's Table 3 chain with random weights of its shapes, and SST-2 with real models.
+ablation.json/.md/.png: the paper's Table 3 chain with random weights of its shapes, and SST-2 and BoolQ
+(``--tables boolq``) with real models.
 """
 from __future__ import annotations
 
