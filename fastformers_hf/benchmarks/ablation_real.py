@@ -255,6 +255,7 @@ def real_steps(config: AblationConfig, chain_name: str, threads: int, servers: l
                "student_stage": read_json(chain.student / "stage.json"),
                "pruned_stage": read_json(chain.pruned / "stage.json"),
                "choice_examples": chain.choice_examples, "max_length": chain.max_length,
+               "chance": float(np.bincount(dev_labels).max() / len(dev_labels)),  # always the majority label
                "alternative": str(chain.alternative) if alt_server is not None else None}
     words = [sum(len(t.split()) for t in ((x,) if isinstance(x, str) else x)) for x in dev_inputs]
     return steps, dev_inputs, words, sources

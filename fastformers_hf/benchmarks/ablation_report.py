@@ -113,6 +113,10 @@ def checks(report: dict) -> list[dict[str, Any]]:
             ratio = boolq["multi_instance_vs_one_instance"]
             out.append({"check": "BoolQ: 2 pinned 1-thread instances >= 1.8x one 1-thread instance",
                         "value": round(ratio, 2), "ok": ratio >= 1.8})
+        chance, teacher = boolq["sources"]["chance"], [r for r in boolq["rows"] if r["in_chain"]][0]["accuracy"]
+        out.append({"check": "BoolQ: the teacher is >= 5 points above chance (dev majority), so accuracy losses "
+                             "mean something", "value": round(100 * (teacher - chance), 2),
+                    "ok": teacher - chance >= 0.05})
         loss, speedup = boolq["fastest_loss_points"], boolq["fastest_speedup"]
         out.append({"check": "BoolQ: fastest row loses <= 1.2 accuracy points vs the teacher", "value": round(loss, 2),
                     "ok": loss <= 1.2})
@@ -149,13 +153,14 @@ def render_markdown(report: dict) -> str:
     for number, name in enumerate((n for n in REAL_NAMES if n in report["tables"]), 2):
         table = report["tables"][name]
         src = table["sources"]
+        chance = f" (always answering the majority label: {100 * src['chance']:.1f}%)" if "chance" in src else ""
         lines += [f"## {number}. {src.get('title', name)}, real models, with accuracy\n",
                   f"Teacher {src['teacher']}; distilled student {src['distilled_student']}; pruned student "
                   f"{src['pruned_student']} (first-order scores on held-out train rows, re-distilled from the "
                   f"teacher). int8 graphs chosen by optimize_for_inference on held-out train rows, at the threads "
                   f"each step runs with: {src['int8_variant']} for the in-process step, "
                   f"{src.get('int8_1thread_variant', src['int8_variant'])} for the 1-thread instances. Accuracy is on "
-                  f"the full dev set; time on dev inputs.\n",
+                  f"the full dev set{chance}; time on dev inputs.\n",
                   markdown_table(table["rows"], with_accuracy=True, paper=False), ""]
         lines.append(f"Multi-instance: {table['multi_instance_vs_one_instance']:.2f}x one 1-thread instance. Fastest "
                      f"row of the chain: {table['fastest_row']}, {-table['fastest_loss_points']:+.2f} points vs the "
