@@ -124,3 +124,42 @@ def testint8_builds_choose_per_thread_count_and_are_cached(tmp_path):
     stamps = {k: (builds[k] / "onnx_variants.json").stat().st_mtime_ns for k in reports}
     again = int8_builds(tmp_path / "student", tmp_path / "pruned", tmp_path / "out", config, threads=2)
     assert again == builds and stamps == {k: (builds[k] / "onnx_variants.json").stat().st_mtime_ns for k in reports}
+
+
+def test_the_boolq_chain_runs_end_to_end_on_tiny_models(tmp_path):
+    """Every step of the BoolQ table on tiny models standing in for a compress run: each step answers every dev pair,
+    the pruned step serves the pruned model, and the report holds the chain with its checks."""
+    import json
+
+    from fastformers_hf import prune
+    from fastformers_hf.benchmarks.ablation import run_ablation
+    from fastformers_hf.testing import tiny_model, tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    run = tmp_path / "run"
+    models = {"0-teacher": tiny_model("bert", num_layers=2), "1-distill": tiny_model("bert", num_layers=1, seed=1)}
+    models["3-redistill"] = prune(tiny_model("bert", num_layers=1, seed=1), heads_per_layer=2, ffn_width=32,
+                                  method="magnitude")
+    for stage, model in models.items():
+        model.save_pretrained(run / stage)
+        tokenizer.save_pretrained(run / stage)
+        (run / stage / "stage.json").write_text("{}")
+    data = tmp_path / "boolq"
+    data.mkdir()
+    words = ["good", "bad", "great", "awful", "the", "film", "was"]
+    for name, n in (("train", 40), ("dev", 12)):
+        rows = [{"question": f"was the film {words[i % 4]}", "passage": " ".join(words[(i + j) % 7] for j in range(9)),
+                 "label": bool(i % 3)} for i in range(n)]
+        (data / f"{name}.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    config = AblationConfig(out=str(tmp_path / "out"), tables="boolq", boolq_compress=str(run), boolq_dir=str(data),
+                            boolq_max_length=32, boolq_choice_examples=8, rounds=1, pass_seconds=0.05)
+    report = run_ablation(config)
+    table = report["tables"]["boolq"]
+    chain = [r for r in table["rows"] if r["in_chain"]]
+    assert [r["step"].split(" ")[0] for r in chain] == ["MiniLM-L6", "+", "+", "+", "+", "+"]
+    assert "padded to 32" in chain[0]["step"] and "2 heads / FFN 32" in chain[-1]["step"]
+    assert all(0 <= r["accuracy"] <= 1 and r["queries_per_s"] > 0 for r in table["rows"])
+    assert table["sources"]["chance"] == pytest.approx(8 / 12)
+    assert sum(c["check"].startswith("BoolQ") for c in report["checks"]) == 4
+    assert "BoolQ dev (12 pairs)" in (tmp_path / "out" / "ablation.md").read_text()
+    assert (tmp_path / "out" / "ablation.png").is_file()

@@ -203,7 +203,7 @@ def real_steps(config: AblationConfig, chain_name: str, threads: int, servers: l
     _, choice_set = held_out_split(raw["train"], num_examples=chain.choice_examples, seed=0)
     variant_config = VariantChoiceConfig(candidates=INT8_CANDIDATES, max_length=chain.max_length,
                                          sample_size=200, latency_repeats=3)
-    timing_set = raw["validation"].select(range(200))
+    timing_set = raw["validation"].select(range(min(200, len(raw["validation"]))))
     builds = int8_builds(chain.student, chain.pruned, out, variant_config, threads, eval_dataset=choice_set,
                          latency_dataset=timing_set)
     int8_dir, chosen, one = builds["int8"], builds["int8_variant"], builds["int8_1thread_variant"]
