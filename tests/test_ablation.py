@@ -74,6 +74,11 @@ def test_accuracy_delta_and_checks():
     assert [c["ok"] for c in checks(report)] == [True, False, True, False]
 
 
+def test_a_loss_of_exactly_the_limit_is_within_it():
+    rows = chain_rows(_steps((0.614, 0.602)), _timing([2.0, 150.0]), AblationConfig(), 2, reference_accuracy=0.614)
+    assert rows[1]["accuracy_delta_points"] == -1.2  # not -1.2000000000000002
+
+
 def test_boolq_checks_the_loss_and_the_speed_up_of_its_fastest_row():
     rows = chain_rows(_steps((0.70, 0.69)), _timing([2.0, 150.0]), AblationConfig(), 2, reference_accuracy=0.70)
     table = {"rows": rows, "multi_instance_vs_one_instance": 1.85, "fastest_loss_points": 1.0,
@@ -161,5 +166,5 @@ def test_the_boolq_chain_runs_end_to_end_on_tiny_models(tmp_path):
     assert all(0 <= r["accuracy"] <= 1 and r["queries_per_s"] > 0 for r in table["rows"])
     assert table["sources"]["chance"] == pytest.approx(8 / 12)
     assert sum(c["check"].startswith("BoolQ") for c in report["checks"]) == 4
-    assert "BoolQ dev (12 pairs)" in (tmp_path / "out" / "ablation.md").read_text()
+    assert "## 1. BoolQ dev (12 pairs)" in (tmp_path / "out" / "ablation.md").read_text()
     assert (tmp_path / "out" / "ablation.png").is_file()

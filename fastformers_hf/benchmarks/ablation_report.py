@@ -150,7 +150,7 @@ def render_markdown(report: dict) -> str:
                   markdown_table(shapes["rows"], with_accuracy=False, paper=True), ""]
         lines.append(f"Multi-instance: 2 pinned 1-thread instances = "
                      f"{shapes['multi_instance_vs_one_instance']:.2f}x one 1-thread instance.\n")
-    for number, name in enumerate((n for n in REAL_NAMES if n in report["tables"]), 2):
+    for number, name in enumerate((n for n in REAL_NAMES if n in report["tables"]), 1 + bool(shapes)):
         table = report["tables"][name]
         src = table["sources"]
         chance = f" (always answering the majority label: {100 * src['chance']:.1f}%)" if "chance" in src else ""
