@@ -70,6 +70,9 @@ def plot(report: dict, path: Path) -> None:
                 ax.plot([r["queries_per_s"] for r in alt], [100 * r["accuracy"] for r in alt], "D", color="C2",
                         label="pruned teacher (bench_pruning), int8, 2 x 1")
             ax.axhline(acc[0] - 1.2, ls=":", color="grey", lw=1, label="teacher - 1.2 points")
+            if "chance" in table.get("sources", {}):
+                ax.axhline(100 * table["sources"]["chance"], ls="--", color="C3", lw=1,
+                           label="chance (always the dev majority)")
             task = REAL_NAMES.get(name, name)
             ax.set_ylabel(f"{task} dev accuracy (%)")
             ax.set_title(f"{task}: accuracy vs throughput (FastFormers Fig. 3)")
