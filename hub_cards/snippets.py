@@ -73,13 +73,13 @@ DEFAULT_KIND = "sequence_classification"
 # (fastformers_hf.hub_code.MODELING_FILE, repeated so that hub_cards imports nothing from fastformers_hf), and the
 # transformers versions under which tests/test_card_kinds.py ran the card's snippet for such a repo.
 REMOTE_CODE_FILE = "modeling_fastformers.py"
-REMOTE_CODE_CHECKED = ("4.57.6", "5.24.0")
+REMOTE_CODE_CHECKED = ("4.57.6", "5.24.0", "5.25.0")
 TRUST_REMOTE_CODE = "trust_remote_code=True"
 # The card's one sentence on why its snippet passes trust_remote_code=True.
 REMOTE_CODE_NOTE = (
     f"`{TRUST_REMOTE_CODE}` is needed because the pruned shape (attention heads and FFN width kept per layer, "
     f"recorded in `config.json`) is rebuilt by `{REMOTE_CODE_FILE}` in this repo (checked under transformers "
-    f"{' and '.join(REMOTE_CODE_CHECKED)}); without it, transformers 5 refuses the weights with a size mismatch.")
+    f"{', '.join(REMOTE_CODE_CHECKED[:-1])} and {REMOTE_CODE_CHECKED[-1]}); without it, transformers 5 refuses the weights with a size mismatch.")
 
 
 def card_kind(config: Mapping[str, Any]) -> CardKind:

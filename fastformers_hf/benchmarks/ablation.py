@@ -29,8 +29,8 @@ import numpy as np
 from .ablation_config import BOOLQ_DEV_QUERIES, INT8_CANDIDATES, PAPER, AblationConfig  # noqa: F401
 from .ablation_report import checks, markdown_table, multi_instance_ratio, plot, render_markdown  # noqa: F401
 from .ablation_real import REAL_TABLES, real_steps
-from .ablation_steps import (Step, _save_model, _variant_dir, boolq_like_pairs, chain_rows, encoder,  # noqa: F401
-                             in_process_step, int8_builds, measure, rapl_available, server_step, stratified)
+from .ablation_steps import (Step, boolq_like_pairs, chain_rows, encoder, in_process_step, int8_builds,  # noqa: F401
+                             measure, rapl_available, save_model_dir, server_step, stratified, variant_dir)
 from ..utils.io import claim_output_dir, write_json
 
 logger = logging.getLogger(__name__)
@@ -57,13 +57,13 @@ def shapes_steps(config: AblationConfig, tokenizer, pool, threads: int, servers:
         max_position_embeddings=512, num_labels=2)).eval()
     student_dir = out / "student-4L-312"
     if not (student_dir / "config.json").exists():
-        _save_model(AutoModelForSequenceClassification.from_config(BertConfig(
+        save_model_dir(AutoModelForSequenceClassification.from_config(BertConfig(
             vocab_size=vocab, hidden_size=312, num_hidden_layers=4, num_attention_heads=12, intermediate_size=1200,
             max_position_embeddings=512, num_labels=2)), tokenizer, student_dir)
     student = AutoModelForSequenceClassification.from_pretrained(student_dir).eval()
     pruned_dir = out / "student-pruned-h6-f600"
     if not (pruned_dir / "config.json").exists():  # random weights: which units go does not matter; magnitude
-        _save_model(prune(AutoModelForSequenceClassification.from_pretrained(student_dir), heads_per_layer=6,
+        save_model_dir(prune(AutoModelForSequenceClassification.from_pretrained(student_dir), heads_per_layer=6,
                           ffn_width=600, method="magnitude"), tokenizer, pruned_dir)
 
     # Random weights: accuracy means nothing, so the tolerance is off; variants are timed on BoolQ-like pairs.

@@ -185,7 +185,7 @@ def real_steps(config: AblationConfig, chain_name: str, threads: int, servers: l
     from ..serving.multi_instance import MultiInstanceClassifier, RuntimeConfig
     from ..tasks.names import get_task
     from ..utils.model_folder import load_pytorch_model
-    from .ablation_steps import _variant_dir, int8_builds
+    from .ablation_steps import int8_builds, variant_dir
 
     torch.set_num_threads(threads)  # training here holds the machine (run under the CPU lock)
     if chain_name == "sst2":
@@ -221,7 +221,7 @@ def real_steps(config: AblationConfig, chain_name: str, threads: int, servers: l
     servers += [multi, single, multi_pruned]
     alt_server = None
     if chain.alternative is not None:
-        alt_int8 = _variant_dir(chain.alternative, out / "alternative-pruned-int8", dataclasses.replace(
+        alt_int8 = variant_dir(chain.alternative, out / "alternative-pruned-int8", dataclasses.replace(
             variant_config, candidates=[one], session=SessionConfig(intra_op_num_threads=1)),
             eval_dataset=choice_set, latency_dataset=timing_set)
         alt_server = MultiInstanceClassifier(alt_int8, runtime)

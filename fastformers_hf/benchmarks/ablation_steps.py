@@ -169,13 +169,14 @@ def chain_rows(steps: list[Step], timing: dict, config: AblationConfig, measured
     return rows
 
 
-def _save_model(model, tokenizer, path: Path) -> Path:
+def save_model_dir(model, tokenizer, path: Path) -> Path:
+    """``model`` and ``tokenizer`` saved as one folder at ``path``, all at once (never half-written)."""
     with atomic_output_dir(path) as tmp:
         save_model_folder(model, tmp, tokenizer)
     return path
 
 
-def _variant_dir(source: Path, target: Path, config, **kwargs) -> Path:
+def variant_dir(source: Path, target: Path, config, **kwargs) -> Path:
     """``optimize_for_inference(source, target)`` unless ``target`` already holds its result for the same settings
     (candidates, choice rule, thread count: the fastest int8 graph depends on the threads it runs with)."""
     from ..onnx.variants import chosen_with, optimize_for_inference
@@ -194,7 +195,7 @@ def int8_builds(student: Path, pruned: Path, out: Path, config, threads: int, **
     def build(source, target, threads, candidates=None):
         c = dataclasses.replace(config, candidates=candidates or config.candidates,
                                 session=SessionConfig(intra_op_num_threads=threads))
-        path = _variant_dir(source, target, c, **kwargs)
+        path = variant_dir(source, target, c, **kwargs)
         return path, read_json(path / "onnx_variants.json")["chosen"]
 
     single, single_variant = build(student, out / "student-int8", threads)
