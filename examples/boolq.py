@@ -2,14 +2,19 @@
 
 Fine-tune a model, or distil a fine-tuned teacher into a smaller student, with pair inputs:
 
-    # online: SuperGLUE's BoolQ through `datasets`
+    # the real BoolQ files (train.jsonl, dev.jsonl: question, passage, label true/false)
+    python examples/boolq.py --data_dir ../shared/data/superglue/boolq --model_name_or_path MODEL \
+        --output_dir runs/boolq-teacher --max_steps 450
+    python examples/boolq.py --data_dir ../shared/data/superglue/boolq --teacher_model_name_or_path \
+        runs/boolq-teacher --student_layers 3 --output_dir runs/boolq-student --max_steps 450
+    # online: SuperGLUE's BoolQ through `datasets` (train.jsonl + val.jsonl, as in BoolQ.zip, also work offline)
     python examples/boolq.py --model_name_or_path MODEL --output_dir runs/boolq-teacher --max_steps 3000
-    python examples/boolq.py --teacher_model_name_or_path runs/boolq-teacher --student_layers 3 \
-        --output_dir runs/boolq-student --max_steps 3000
-    # offline: a folder in SuperGLUE's own layout (train.jsonl, val.jsonl: question, passage, label true/false),
-    # e.g. BoolQ.zip unpacked, or a generated stand-in to try the script on
+    # offline smoke test only: generated BoolQ-shaped pairs (learnable, but not BoolQ)
     python examples/boolq.py --make_fake_data runs/fake-boolq
-    python examples/boolq.py --data_dir runs/fake-boolq --model_name_or_path MODEL --output_dir runs/boolq-teacher
+    python examples/boolq.py --data_dir runs/fake-boolq --model_name_or_path MODEL --output_dir runs/boolq-smoke
+
+The whole recipe (teacher, student, pruning, int8) is ``fastformers-hf compress --recipe
+examples/recipes/superglue/boolq.yaml``.
 
 Without ``--teacher_model_name_or_path`` the model is fine-tuned on the labels (plain ``Trainer``); with it, a
 ``--student_layers`` student copied from the teacher learns from the teacher's cached logits (``DistillationTrainer``).
