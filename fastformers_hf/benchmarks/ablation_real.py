@@ -47,6 +47,8 @@ class RealChain:
 
 
 # -- SST-2 ---------------------------------------------------------------------------------------------------------
+
+
 def _train_args(out: Path, steps: int, **kw):
     from ..distillation.config import DistillationConfig
 
@@ -133,8 +135,6 @@ def _pruned_student(config: AblationConfig, out: Path, student_dir: Path, teache
                                         "train_sentences": n_train, "scoring_examples": config.scoring_examples})
     load_pruned(path)  # fail here, not in the timing, if it does not load back
     return path
-
-
 
 
 def sst2_chain(config: AblationConfig, teacher, tokenizer) -> RealChain:

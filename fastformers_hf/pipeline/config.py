@@ -84,7 +84,7 @@ class CompressConfig:
                                                            "dependencies) in seconds and stop."})
 
     def __post_init__(self):
-        from ..tasks.names import get_task
+        from ..tasks.names import MIXED_CHOICES, get_task
 
         kind = get_task(self.task).kind  # an unknown task is refused here, with the list of known ones
         if self.max_length is None:
@@ -94,7 +94,7 @@ class CompressConfig:
         if not 0 <= self.doc_stride < self.max_length:
             raise FastFormersError(f"doc_stride ({self.doc_stride}) must be at least 0 and below max_length "
                                    f"({self.max_length}).")
-        if self.mixed_choices not in ("refuse", "pad"):
+        if self.mixed_choices not in MIXED_CHOICES:
             raise FastFormersError(f"mixed_choices must be refuse or pad, got {self.mixed_choices!r}.")
         if self.pruning_method not in ("first_order", "magnitude", "random"):
             raise FastFormersError(f"pruning_method must be first_order, magnitude or random, got "

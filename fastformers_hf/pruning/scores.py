@@ -57,6 +57,7 @@ def _model_inputs(model, batch: dict, device) -> dict:
     batch = dict(batch)
     if "labels" not in batch and "label" in batch:
         batch["labels"] = batch.pop("label")
+    accepted.add(MASK_COLUMN)  # taken out again by forward_masked (multiple choice with padded choices)
     return {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items() if k in accepted}
 
 
@@ -91,9 +92,7 @@ def _first_order_scores(model, spec: ArchitectureSpec, dataloader, max_batches: 
             if max_batches is not None and i >= max_batches:
                 break
             inputs = _model_inputs(model, batch, device)
-            if MASK_COLUMN in batch:  # multiple choice with padded choices: the loss on the real ones
-                inputs[MASK_COLUMN] = batch[MASK_COLUMN]
-            out, _ = forward_masked(model, inputs)
+            out, _ = forward_masked(model, inputs)  # padded choices (multiple choice): the loss on the real ones
             if out.loss is not None:  # the head's own loss: class, regression, token or span (start/end) labels
                 loss = out.loss
             else:  # no labels: the model's own predictions as targets, for each output of its kind

@@ -21,6 +21,7 @@ from datasets import Dataset, DatasetDict, Features, List, Value
 
 from ..errors import FastFormersError
 from .data import local_data_name
+from .names import MIXED_CHOICES
 
 FEATURES = Features({"id": Value("string"), "context": Value("string"), "choices": List(Value("string")),
                      "label": Value("int64")})
@@ -78,9 +79,6 @@ def openbookqa_row(path: Path, number: int, row: Row) -> dict:
         raise FastFormersError(f"{path}, line {number}: answerKey {answer!r} is not among the choice labels "
                                f"{keys}; set it to the label of the right choice.")
     return {"id": str(row.get("id", number - 1)), "context": stem, "choices": texts, "label": keys.index(answer)}
-
-
-MIXED_CHOICES = ("refuse", "pad")
 
 
 def read_file(path: str | os.PathLike, reader: Reader, mixed_choices: str = "refuse") -> Dataset:

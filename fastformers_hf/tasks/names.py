@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from ..errors import FastFormersError
 
+MIXED_CHOICES = ("refuse", "pad")  # multiple choice: rows with different numbers of choices refused or padded
+
 
 @dataclass(frozen=True)
 class TaskSpec:
