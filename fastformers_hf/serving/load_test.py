@@ -47,6 +47,8 @@ class LoadTestArguments:
     concurrency: str = field(default="1,2,4,8", metadata={"help": "Comma-separated client threads per level."})
     out: str = field(default="runs/serve_bench", metadata={"help": "Folder for serve_bench.json and .md."})
     overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty --out (only our own report)."})
+    floor: bool = field(default=True, metadata={"help": "Also time, at concurrency 1, the same deployments with no "
+                        "model (every output None at once): what a request costs apart from the model."})
 
     def __post_init__(self):
         if self.requests < 1 or self.sample_size < 1 or self.time_limit_s <= 0 or self.inputs_per_request < 1:
@@ -128,22 +130,29 @@ def _own_pids() -> list[int]:
 
 
 def measure_server(model_dir: str, inputs: list, config: ServeConfig, levels: list[int], requests: int,
-                   time_limit_s: float, inputs_per_request: int = 1) -> dict[str, Any]:
-    """Deploy on 127.0.0.1, warm up, run every concurrency level, shut down."""
+                   time_limit_s: float, inputs_per_request: int = 1, floor: bool = False) -> dict[str, Any]:
+    """Deploy on 127.0.0.1, warm up, run every concurrency level, then (``floor``) concurrency 1 against the same
+    deployments without a model; shut down."""
     from ..utils.timing import LoadMonitor
-    from .ray_server import deploy, shutdown
+    from .ray_server import deploy, deploy_floor, shutdown
+
+    def level(url: str, c: int) -> dict[str, Any]:
+        with LoadMonitor(_own_pids()) as monitor:
+            row = run_level(url, inputs, c, requests, time_limit_s, inputs_per_request)
+        return {**row, **monitor.summary()}
 
     url = deploy(model_dir, config)
     try:
         run_level(url, inputs, min(levels), min(len(inputs), 20), time_limit_s, inputs_per_request)  # warm-up
-        rows = []
-        for c in levels:
-            with LoadMonitor(_own_pids()) as monitor:
-                row = run_level(url, inputs, c, requests, time_limit_s, inputs_per_request)
-            rows.append({**row, **monitor.summary()})
+        rows = [level(url, c) for c in levels]
+        floor_row = None
+        if floor:
+            floor_url = deploy_floor(config)
+            run_level(floor_url, inputs, 1, min(len(inputs), 20), time_limit_s, inputs_per_request)  # warm-up
+            floor_row = level(floor_url, 1)
     finally:
         shutdown()
-    return {"url": url, "levels": rows}
+    return {"url": url, "levels": rows, "floor": floor_row}
 
 
 def measure_in_process(model_dir: str, inputs: list, config: ServeConfig, requests: int) -> dict[str, Any]:
@@ -188,12 +197,16 @@ def compare(server: dict[str, Any], in_process: dict[str, Any]) -> dict[str, Any
     best = max(levels, key=lambda r: r["inputs_per_s"])
     one = next((r for r in levels if r["concurrency"] == 1), None)
     p99 = in_process["batch1"]["p99_ms"]
+    floor = (server.get("floor") or {}).get("p99_ms")
     return {"server_best_concurrency": best["concurrency"], "server_best_requests_per_s": best["requests_per_s"],
             "server_best_inputs_per_s": best["inputs_per_s"],
             "in_process_best_inputs_per_s": in_process["best"]["inputs_per_s"],
             "throughput_ratio": best["inputs_per_s"] / in_process["best"]["inputs_per_s"],
             "p99_c1_minus_in_process_batch1_p99_ms": (one["p99_ms"] - p99) if one and one["p99_ms"] is not None
-            and p99 is not None else None}
+            and p99 is not None else None,
+            "floor_p99_c1_ms": floor,
+            "p99_c1_minus_floor_p99_ms": (one["p99_ms"] - floor) if one and one["p99_ms"] is not None
+            and floor is not None else None}
 
 
 def _fmt(x: Any, digits: int = 1) -> str:
@@ -207,7 +220,7 @@ def report_markdown(report: dict[str, Any]) -> str:
     s, ip, r = report["settings"], report["in_process"], report["ratios"]
     lines = [f"# HTTP serving load test: {report['model']}", "",
              f"Command: `{report['command']}`", "",
-             f"Server: Ray Serve on 127.0.0.1, {s['replicas']} replica(s) x {s['threads_per_replica']} thread(s), "
+             f"Server: Ray Serve on 127.0.0.1 (ingress: {s.get('ingress', 'separate')}), {s['replicas']} replica(s) x {s['threads_per_replica']} thread(s), "
              f"dynamic batching up to {s['max_batch_size']} requests with {s['batch_wait_ms']} ms wait, backend "
              f"{report['backend']}. {report['inputs_per_request']} input(s) per request from {report['data']} "
              f"(task {report['task']}, "
@@ -230,7 +243,15 @@ def report_markdown(report: dict[str, Any]) -> str:
               f"({r['server_best_inputs_per_s']:.1f} inputs/s at concurrency "
               f"{r['server_best_concurrency']} vs "
               f"{r['in_process_best_inputs_per_s']:.1f} inputs/s). Server p99 at concurrency 1 minus in-process "
-              f"batch-1 p99: **{_fmt(r['p99_c1_minus_in_process_batch1_p99_ms'], 2)} ms**.", "",
+              f"batch-1 p99: **{_fmt(r['p99_c1_minus_in_process_batch1_p99_ms'], 2)} ms**.", ""]
+    floor = report["server"].get("floor")
+    if floor:
+        lines += [f"Floor (the same deployments and client with no model: every output `None` at once; "
+                  f"{floor['ok']} requests ok, {floor['errors']} errors): concurrency 1 p50 "
+                  f"{_fmt(floor['p50_ms'], 2)} ms, p99 {_fmt(floor['p99_ms'], 2)} ms. The server's p99 at "
+                  f"concurrency 1 is {_fmt(r.get('p99_c1_minus_floor_p99_ms'), 2)} ms above the floor's; in "
+                  f"process one input takes p99 {_fmt(b1['p99_ms'], 2)} ms.", ""]
+    lines += [
               f"Machine: {machine_text(report['machine'])}. Load average (1, 5, 15 min) before: "
               f"{', '.join(f'{x:.2f}' for x in report['load_average_before'])}; after: "
               f"{', '.join(f'{x:.2f}' for x in report['load_average_after'])}.", ""]
@@ -267,7 +288,7 @@ def main(argv=None) -> int:
     load_before = list(os.getloadavg())
     print(f"serve bench: {len(inputs)} inputs, concurrency {levels}, {args.requests} requests per level", flush=True)
     server = measure_server(args.model, inputs, config, levels, args.requests, args.time_limit_s,
-                            args.inputs_per_request)
+                            args.inputs_per_request, floor=args.floor)
     print("serve bench: server done; now in process", flush=True)
     in_process = measure_in_process(args.model, inputs, config, args.requests)
     settings = {**dataclasses.asdict(config), "replicas": config.num_replicas(len(physical_cores()))}

@@ -14,10 +14,10 @@ INSTALL_HINT = "pip install 'fastformers-hf[serve]'"
 LONG_INPUT_POLICIES = ("truncate", "error")
 OVERSUBSCRIBE_POLICIES = ("error", "allow")
 BACKENDS = ("auto", "onnx", "pytorch")
+INGRESS_MODES = ("separate", "replica")  # an HTTP deployment before the replicas, or HTTP in each
 PROXY_LOCATIONS = ("EveryNode", "HeadOnly")  # Ray Serve's ProxyLocation: an HTTP proxy on every node, or one
 SERVED_KINDS = ("sequence_classification", "regression", "question_answering", "token_classification",
                 "multiple_choice")
-ROUTES = "POST /predict {\"inputs\": [...]}, GET /health, GET /info"
 # A request whose replica died is sent this many times in all before it is answered 503.
 MAX_ATTEMPTS = 3
 RETRY_PAUSE_S = 0.25  # between attempts: the router drops a dead replica as soon as a request finds it dead
@@ -57,6 +57,10 @@ class ServeConfig:
     name: str = field(default="fastformers", metadata={"help": "Ray Serve application name."})
     proxy_location: str = field(default="EveryNode", metadata={"help": "Where Ray Serve runs its HTTP proxies: "
                                 "EveryNode (each node answers on host:port) or HeadOnly (one entry point)."})
+    ingress: str = field(default="separate", metadata={"help": "separate: an ingress deployment parses each "
+                         "request and sends it to a model replica, again if that replica dies; replica: each "
+                         "model replica answers HTTP itself (one call fewer per request; a request running on a "
+                         "replica that dies gets Ray's 5xx instead of a second try)."})
     throughput_optimized: bool = field(default=False, metadata={"help": "Ray Serve's high-throughput mode for the "
                                        "local Ray instance (RAY_SERVE_THROUGHPUT_OPTIMIZED=1, Ray 2.56 or newer: "
                                        "HTTP straight to the replicas, gRPC between them, buffered request logs, no "
@@ -73,7 +77,8 @@ class ServeConfig:
             raise FastFormersError(f"batch_wait_ms must be >= 0 (0: no waiting for more requests), got "
                                    f"{self.batch_wait_ms}.")
         for name, allowed in (("long_inputs", LONG_INPUT_POLICIES), ("oversubscribe", OVERSUBSCRIBE_POLICIES),
-                              ("backend", BACKENDS), ("proxy_location", PROXY_LOCATIONS)):
+                              ("backend", BACKENDS), ("proxy_location", PROXY_LOCATIONS),
+                              ("ingress", INGRESS_MODES)):
             if getattr(self, name) not in allowed:
                 raise FastFormersError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}.")
         if not isinstance(self.port, int) or not 1 <= self.port <= 65535:
