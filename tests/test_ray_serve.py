@@ -104,6 +104,8 @@ def test_command_line(tmp_path, capsys):
     assert model == "runs/x"
     assert (config.replicas, config.max_batch_size, config.batch_wait_ms, config.port, config.address) == \
            (2, 16, 5.0, 8123, "auto")
+    assert config.ingress == "separate"
+    assert serve_command.parse_args(["--model", "m", "--ingress", "replica"])[1].ingress == "replica"
     with pytest.raises(FastFormersError, match="pass --model"):
         serve_command.parse_args([])
     (tmp_path / "out").mkdir()

@@ -1,14 +1,14 @@
 """``fastformers-hf serve``: an HTTP server on Ray Serve for a model folder, and its load test.
 
     fastformers-hf serve --model runs/demo/5-final [--replicas 2] [--threads_per_replica 1] [--max_batch_size 8]
-        [--batch_wait_ms 2] [--host 127.0.0.1] [--port 8000] [--address RAY_ADDRESS]
+        [--batch_wait_ms 2] [--ingress separate|replica] [--host 127.0.0.1] [--port 8000] [--address RAY_ADDRESS]
     fastformers-hf serve bench --model runs/demo/5-final --data ../shared/data/sst2/dev.tsv --out runs/serve_bench \\
         [--task sst2] [--requests 400] [--time_limit_s 60] [--concurrency 1,2,4,8]
 
 ``serve`` answers ``POST /predict`` with ``{"inputs": [...]}``, ``GET /health`` and ``GET /info`` until Ctrl-C
 (docs/serving_ray.md). ``serve bench`` starts the server on 127.0.0.1, sends one input per request at each
-concurrency level, then runs the same model in process (``MultiInstanceClassifier``) and writes
-serve_bench.json/.md. Needs Ray Serve: pip install 'fastformers-hf[serve]'.
+concurrency level, times the same deployments without a model (the floor), then runs the same model in process
+(``MultiInstanceClassifier``) and writes serve_bench.json/.md. Needs Ray Serve: pip install 'fastformers-hf[serve]'.
 """
 from __future__ import annotations
 
