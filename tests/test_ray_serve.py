@@ -116,6 +116,29 @@ def test_command_line(tmp_path, capsys):
         serve_command.main(["bench", "--model", "m", "--data", "d", "--concurrency", "1,x"])
 
 
+def test_serve_bench_writes_its_report_with_the_floor(tmp_path):
+    """The whole command on a tiny folder: every level's requests answered, the floor timed, the report written."""
+    from fastformers_hf.testing import write_glue_folder
+
+    folder = tmp_path / "model"
+    tiny_model("bert", num_layers=1).save_pretrained(folder)
+    tiny_tokenizer(save_dir=folder)
+    data = write_glue_folder(tmp_path / "data", num_train=4, num_dev=12)
+    out = tmp_path / "report"
+    assert serve_command.main(["bench", "--model", str(folder), "--data", str(data), "--out", str(out),
+                               "--requests", "6", "--concurrency", "1,2", "--replicas", "1", "--port",
+                               str(free_port()), "--ingress", "replica", "--oversubscribe", "allow"]) == 0
+    report = json.loads((out / "serve_bench.json").read_text())
+    assert [(r["concurrency"], r["ok"], r["errors"]) for r in report["server"]["levels"]] == [(1, 6, 0), (2, 6, 0)]
+    floor = report["server"]["floor"]
+    assert (floor["concurrency"], floor["ok"], floor["errors"]) == (1, 6, 0)
+    assert report["ratios"]["p99_c1_minus_floor_p99_ms"] == pytest.approx(
+        report["server"]["levels"][0]["p99_ms"] - floor["p99_ms"])
+    assert report["settings"]["ingress"] == "replica"
+    assert "Floor (the same deployments" in (out / "serve_bench.md").read_text()
+    assert not ray.is_initialized()  # the command stopped the Ray instance it started
+
+
 # -- one server for the rest of the module ----------------------------------------------------------------------
 
 
