@@ -4,8 +4,8 @@ re-distilled.
 
 SST-2 (``sst2``) reuses ``compress --recipe examples/recipes/sst2.yaml``'s students when they exist and distils its
 own otherwise. BoolQ (``boolq``, the paper's Table 3 task) reads every model from the stages of ``compress --recipe
-examples/recipes/superglue/boolq.yaml`` (its teacher is fine-tuned there from the MiniLM-L6 encoder), padded to 512
-as in the paper.
+examples/recipes/superglue/boolq.yaml`` (its teacher is fine-tuned there from the reference SQuAD MiniLM-L6
+teacher), padded to 512 as in the paper.
 """
 from __future__ import annotations
 
