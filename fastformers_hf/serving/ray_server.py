@@ -11,7 +11,7 @@ With ``ServeConfig.ingress="separate"`` (the default) two deployments make one a
 * ``http``: the ingress (no CPU reserved: it only parses JSON and waits), the routes of
   :class:`~fastformers_hf.serving.http_api.HttpRoutes` (``POST /predict``, ``GET /health``, ``GET /info``, bad
   requests answered 4xx with ``{"error": ...}``). It sends a request again when the replica running it dies (see
-  :meth:`HttpIngress._call`).
+  :meth:`HttpIngress.call_model`).
 
 With ``ingress="replica"`` the ``model`` replicas hold the routes themselves and Ray's proxy calls them directly.
 
@@ -44,9 +44,6 @@ class HttpIngress(HttpRoutes):
         self.max_inputs = max_inputs_per_request
 
     async def call_model(self, method: str, *args) -> dict[str, Any]:
-        return await self._call(method, *args)
-
-    async def _call(self, method: str, *args) -> dict[str, Any]:
         """``method`` of a model replica, sent again on another replica if the one running it dies.
 
         Written here because Ray Serve retries only the choice of a replica (a request sent to a replica already
