@@ -20,6 +20,7 @@ from fastformers_hf import FastFormersError
 from fastformers_hf.commands import serve as serve_command
 from fastformers_hf.inference.classifier import TextClassifier
 from fastformers_hf.serving import load_test
+from fastformers_hf.serving.ray_config import local_ray_env
 from fastformers_hf.serving.ray_server import (INSTALL_HINT, ServeConfig, app_builder, deploy, deploy_floor, jsonable,
                                               shutdown)
 from fastformers_hf.tasks.synthetic import make_sentiment_data
@@ -77,6 +78,8 @@ def test_the_package_imports_without_ray():
     (dict(ingress="proxy"), "ingress must be one of separate, replica"),
     (dict(address=""), "address must be a Ray cluster address"),
     (dict(address="auto", throughput_optimized=True), "RAY_SERVE_THROUGHPUT_OPTIMIZED=1 in the environment of its"),
+    (dict(proxy="nginx"), "proxy must be one of ray, haproxy"),
+    (dict(address="auto", proxy="haproxy"), "RAY_SERVE_ENABLE_HA_PROXY=1 in the environment of its nodes"),
     (dict(replicas=os.cpu_count() * 64), r"threads, but there are \d+ physical core\(s\) on this machine.*"
                                          r"oversubscribe='allow'"),
     (dict(replicas=1, threads_per_replica=os.cpu_count() * 64), "physical core"),
@@ -95,6 +98,20 @@ def test_settings_that_fit():
         ServeConfig(address="auto", replicas=3, threads_per_replica=2).check_cores(4, "CPU(s) in the Ray cluster")
 
 
+def test_local_ray_env_switches_only_what_is_asked(monkeypatch):
+    for name in ("RAY_SERVE_THROUGHPUT_OPTIMIZED", "RAY_SERVE_ENABLE_HA_PROXY", "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S",
+                 "RAY_SERVE_HAPROXY_RETRY_ON", "RAY_SERVE_HAPROXY_RETRIES"):
+        monkeypatch.delenv(name, raising=False)
+    env = local_ray_env(ServeConfig())
+    assert "RAY_SERVE_ENABLE_HA_PROXY" not in env and "RAY_SERVE_THROUGHPUT_OPTIMIZED" not in env
+    assert env["RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S"] == "30"
+    monkeypatch.setenv("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "90")  # the user's own value stays
+    env = local_ray_env(ServeConfig(proxy="haproxy", throughput_optimized=True))
+    assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "1" and env["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
+    assert "empty-response" in env["RAY_SERVE_HAPROXY_RETRY_ON"] and env["RAY_SERVE_HAPROXY_RETRIES"] == "2"
+    assert "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S" not in env
+
+
 def test_command_line(tmp_path, capsys):
     assert serve_command.main(["--help"]) == 0
     assert "serve bench" in capsys.readouterr().out
@@ -106,6 +123,8 @@ def test_command_line(tmp_path, capsys):
            (2, 16, 5.0, 8123, "auto")
     assert config.ingress == "separate"
     assert serve_command.parse_args(["--model", "m", "--ingress", "replica"])[1].ingress == "replica"
+    assert config.proxy == "ray" and serve_command.parse_args(["--model", "m", "--proxy", "haproxy"])[1].proxy == \
+           "haproxy"
     with pytest.raises(FastFormersError, match="pass --model"):
         serve_command.parse_args([])
     (tmp_path / "out").mkdir()
@@ -207,21 +226,25 @@ def test_a_replica_answers_every_kind_as_in_process(kind_folders, kind, inputs, 
     assert json.loads(json.dumps(got[0] + got[1])) == json.loads(json.dumps(jsonable(reference)))
 
 
-@pytest.fixture(scope="module", params=["separate", "replica"])
+@pytest.fixture(scope="module", params=[("separate", "ray"), ("replica", "ray"), ("replica", "haproxy")],
+                ids=lambda p: "-".join(p))
 def server(tmp_path_factory, request):
     """A tiny sentiment classifier folder served by 2 replicas x 1 thread on 127.0.0.1, with the routes in an
-    ingress deployment ("separate") or in the replicas themselves ("replica")."""
+    ingress deployment ("separate") or in the replicas themselves ("replica"), behind Ray's proxy or HAProxy."""
+    ingress, proxy = request.param
     folder = tmp_path_factory.mktemp("served")
     tiny_model("bert", num_layers=2).save_pretrained(folder)
     tiny_tokenizer(save_dir=folder)
     config = ServeConfig(replicas=2, threads_per_replica=1, max_batch_size=4, port=free_port(), long_inputs="error",
                          max_inputs_per_request=MAX_INPUTS, oversubscribe="allow",  # allow: runs on one core too
-                         ingress=request.param)
+                         ingress=ingress, proxy=proxy)
+    before = os.environ.get("RAY_SERVE_ENABLE_HA_PROXY")
     url = deploy(folder, config)
     try:
         yield SimpleNamespace(url=url, folder=folder, config=config)
     finally:
         shutdown()
+    assert os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == before  # the next local instance starts as before
 
 
 def call(url: str, path: str, body=None, method: str | None = None) -> tuple[int, dict]:
@@ -276,7 +299,7 @@ def test_health_and_info(server):
     assert info["shape"] == {"layers": 2, "heads": [4, 4], "ffn": [64, 64], "hidden_size": 32}
     assert info["variant"] == {"backend": "pytorch", "onnx_variant": None}
     assert info["replicas"] == 2 and info["threads_per_replica"] == 1 and info["max_length"] == 128
-    assert info["ingress"] == server.config.ingress
+    assert info["ingress"] == server.config.ingress and info["proxy"] == server.config.proxy
     import torch
     import transformers
 

@@ -1,7 +1,8 @@
 """``fastformers-hf serve``: an HTTP server on Ray Serve for a model folder, and its load test.
 
     fastformers-hf serve --model runs/demo/5-final [--replicas 2] [--threads_per_replica 1] [--max_batch_size 8]
-        [--batch_wait_ms 2] [--ingress separate|replica] [--host 127.0.0.1] [--port 8000] [--address RAY_ADDRESS]
+        [--batch_wait_ms 2] [--ingress separate|replica] [--proxy ray|haproxy]
+        [--host 127.0.0.1] [--port 8000] [--address RAY_ADDRESS]
     fastformers-hf serve bench --model runs/demo/5-final --data ../shared/data/sst2/dev.tsv --out runs/serve_bench \\
         [--task sst2] [--requests 400] [--time_limit_s 60] [--concurrency 1,2,4,8]
 

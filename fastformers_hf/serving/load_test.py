@@ -220,7 +220,7 @@ def report_markdown(report: dict[str, Any]) -> str:
     s, ip, r = report["settings"], report["in_process"], report["ratios"]
     lines = [f"# HTTP serving load test: {report['model']}", "",
              f"Command: `{report['command']}`", "",
-             f"Server: Ray Serve on 127.0.0.1 (ingress: {s.get('ingress', 'separate')}), {s['replicas']} replica(s) x {s['threads_per_replica']} thread(s), "
+             f"Server: Ray Serve on 127.0.0.1 (ingress: {s.get('ingress', 'separate')}, proxy: {s.get('proxy', 'ray')}), {s['replicas']} replica(s) x {s['threads_per_replica']} thread(s), "
              f"dynamic batching up to {s['max_batch_size']} requests with {s['batch_wait_ms']} ms wait, backend "
              f"{report['backend']}. {report['inputs_per_request']} input(s) per request from {report['data']} "
              f"(task {report['task']}, "

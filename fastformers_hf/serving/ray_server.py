@@ -14,6 +14,8 @@ With ``ServeConfig.ingress="separate"`` (the default) two deployments make one a
   :meth:`HttpIngress.call_model`).
 
 With ``ingress="replica"`` the ``model`` replicas hold the routes themselves and Ray's proxy calls them directly.
+With ``proxy="haproxy"`` HAProxy, not Ray's proxy actor, listens on host:port and forwards each request to an
+ingress replica's own HTTP server (Ray Serve's direct ingress).
 
 Ray is imported only inside these functions and the replicas: ``import fastformers_hf.serving`` works without it.
 """
@@ -28,8 +30,8 @@ from typing import Any
 from ..errors import FastFormersError
 from .cores import physical_cores
 from .http_api import HttpRoutes, error_reply
-from .ray_config import (INSTALL_HINT, LOCAL_RAY_ENV, MAX_ATTEMPTS, RETRY_PAUSE_S, SERVED_KINDS, ServeConfig,
-                         builder_args, check_port_free, folder_info, jsonable)
+from .ray_config import (INSTALL_HINT, MAX_ATTEMPTS, RETRY_PAUSE_S, SERVED_KINDS, ServeConfig, builder_args,
+                         check_haproxy, check_port_free, folder_info, jsonable, local_ray_env)
 
 # Ray Serve's logger: in a replica its records go to that replica's Serve log, with the request id.
 logger = logging.getLogger("ray.serve")
@@ -77,6 +79,7 @@ class HttpIngress(HttpRoutes):
 # -- deploy / shutdown -------------------------------------------------------------------------------------------
 
 _STARTED_RAY = False  # whether deploy() started the local Ray instance (then shutdown() stops it)
+_ENV_BEFORE: dict[str, str | None] = {}  # what deploy() changed in os.environ for it: restored by shutdown()
 
 
 def _import_ray():
@@ -134,7 +137,7 @@ def build_app(model_dir: str | os.PathLike, config: ServeConfig, replicas: int):
             "sort_by_length": True}
     info.update(replicas=replicas, max_batch_size=config.max_batch_size, batch_wait_ms=config.batch_wait_ms,
                 max_inputs_per_request=config.max_inputs_per_request, long_inputs=config.long_inputs,
-                ingress=config.ingress)
+                ingress=config.ingress, proxy=config.proxy)
     return _application(ModelReplica, ModelReplicaWithRoutes, spec, info, config, replicas,
                         config.threads_per_replica)
 
@@ -145,7 +148,8 @@ def build_floor_app(config: ServeConfig, replicas: int):
     no CPU, so they fit beside a model's."""
     from .replica import FloorReplica, FloorReplicaWithRoutes
 
-    info = {"model_dir": None, "kind": None, "onnx_variant": None, "replicas": replicas, "ingress": config.ingress}
+    info = {"model_dir": None, "kind": None, "onnx_variant": None, "replicas": replicas, "ingress": config.ingress,
+            "proxy": config.proxy}
     return _application(FloorReplica, FloorReplicaWithRoutes, {}, info, config, replicas, 0)
 
 
@@ -203,10 +207,11 @@ def _start_serve(config: ServeConfig) -> int:
         check_port_free(config.host, config.port)
     if not ray.is_initialized():
         if config.address is None:
-            for name, value in LOCAL_RAY_ENV.items():  # read by Serve's controller, a child of the raylet
-                os.environ.setdefault(name, value)
-            if config.throughput_optimized:
-                os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
+            if config.proxy == "haproxy":
+                check_haproxy()
+            for name, value in local_ray_env(config).items():  # read by Serve's controller, a raylet child
+                _ENV_BEFORE.setdefault(name, os.environ.get(name))
+                os.environ[name] = value
             cores = len(physical_cores())
             ray.init(address="local", num_cpus=max(os.cpu_count() or 1, config.num_replicas(cores) *
                                                    config.threads_per_replica),
@@ -251,6 +256,12 @@ def shutdown() -> None:
         if _STARTED_RAY:
             ray.shutdown()
             _STARTED_RAY = False
+            for name, value in _ENV_BEFORE.items():  # the next local instance starts as the user's environment says
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+            _ENV_BEFORE.clear()
 
 
 __all__ = ["ServeConfig", "deploy", "deploy_floor", "shutdown", "build_app", "build_floor_app", "app_builder",
