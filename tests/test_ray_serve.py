@@ -100,7 +100,7 @@ def test_settings_that_fit():
 
 def test_local_ray_env_switches_only_what_is_asked(monkeypatch):
     for name in ("RAY_SERVE_THROUGHPUT_OPTIMIZED", "RAY_SERVE_ENABLE_HA_PROXY", "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S",
-                 "RAY_SERVE_HAPROXY_RETRY_ON", "RAY_SERVE_HAPROXY_RETRIES"):
+                 "RAY_SERVE_HAPROXY_RETRY_ON", "RAY_SERVE_HAPROXY_RETRIES", "RAY_SERVE_HAPROXY_NBTHREAD"):
         monkeypatch.delenv(name, raising=False)
     env = local_ray_env(ServeConfig())
     assert "RAY_SERVE_ENABLE_HA_PROXY" not in env and "RAY_SERVE_THROUGHPUT_OPTIMIZED" not in env
@@ -109,6 +109,7 @@ def test_local_ray_env_switches_only_what_is_asked(monkeypatch):
     env = local_ray_env(ServeConfig(proxy="haproxy", throughput_optimized=True))
     assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "1" and env["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
     assert "empty-response" in env["RAY_SERVE_HAPROXY_RETRY_ON"] and env["RAY_SERVE_HAPROXY_RETRIES"] == "2"
+    assert env["RAY_SERVE_HAPROXY_NBTHREAD"] == "1"
     assert "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S" not in env
 
 

@@ -220,7 +220,7 @@ def report_markdown(report: dict[str, Any]) -> str:
     s, ip, r = report["settings"], report["in_process"], report["ratios"]
     lines = [f"# HTTP serving load test: {report['model']}", "",
              f"Command: `{report['command']}`", "",
-             f"Server: Ray Serve on 127.0.0.1 (ingress: {s.get('ingress', 'separate')}, proxy: {s.get('proxy', 'ray')}), {s['replicas']} replica(s) x {s['threads_per_replica']} thread(s), "
+             f"Server: Ray Serve on 127.0.0.1 (ingress: {s.get('ingress', 'separate')}, proxy: {s.get('proxy', 'ray')}, throughput-optimized: {'on' if s.get('throughput_optimized') else 'off'}), {s['replicas']} replica(s) x {s['threads_per_replica']} thread(s), "
              f"dynamic batching up to {s['max_batch_size']} requests with {s['batch_wait_ms']} ms wait, backend "
              f"{report['backend']}. {report['inputs_per_request']} input(s) per request from {report['data']} "
              f"(task {report['task']}, "
@@ -287,10 +287,12 @@ def main(argv=None) -> int:
     inputs = sample_texts(args)
     load_before = list(os.getloadavg())
     print(f"serve bench: {len(inputs)} inputs, concurrency {levels}, {args.requests} requests per level", flush=True)
+    # In process first, on a machine Ray has not started on yet: after the server, Ray's processes take seconds
+    # to wind down and would load the in-process reference.
+    in_process = measure_in_process(args.model, inputs, config, args.requests)
+    print("serve bench: in process done; now the server", flush=True)
     server = measure_server(args.model, inputs, config, levels, args.requests, args.time_limit_s,
                             args.inputs_per_request, floor=args.floor)
-    print("serve bench: server done; now in process", flush=True)
-    in_process = measure_in_process(args.model, inputs, config, args.requests)
     settings = {**dataclasses.asdict(config), "replicas": config.num_replicas(len(physical_cores()))}
     report = {"model": str(args.model), "data": str(args.data), "task": args.task, "distinct_inputs": len(inputs),
               "requests": args.requests, "inputs_per_request": args.inputs_per_request,

@@ -29,9 +29,10 @@ RETRY_PAUSE_S = 0.25  # between attempts: the router drops a dead replica as soo
 LOCAL_RAY_ENV = {"RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "30", "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "30"}
 # With proxy="haproxy", HAProxy also sends a request again, to another replica, when its replica closes the
 # connection without an answer (it died mid-request): predictions have no side effects. Ray retries only
-# connection failures by default. Values already in the environment win.
+# connection failures by default. One HAProxy thread (Ray starts 4): on a local instance the replicas need the
+# cores, and one thread forwards far more requests than they answer. Values already in the environment win.
 HAPROXY_ENV = {"RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response junk-response",
-               "RAY_SERVE_HAPROXY_RETRIES": str(MAX_ATTEMPTS - 1)}
+               "RAY_SERVE_HAPROXY_RETRIES": str(MAX_ATTEMPTS - 1), "RAY_SERVE_HAPROXY_NBTHREAD": "1"}
 
 
 @dataclass
