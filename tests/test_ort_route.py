@@ -76,9 +76,9 @@ def test_onnxruntime_route_matches_pytorch_and_fuses(tmp_path, model_type, kind,
     ref = _reference(model, feeds, output)
     assert np.abs(_run(plain, feeds) - ref).max() < 1e-4
     assert np.abs(_run(fused, feeds) - ref).max() < 1e-4
-    # int8 of tiny random weights: its outputs follow the reference (a wrong graph gives a correlation near 0). An
-    # absolute tolerance would depend on the logits' scale and on the CPU's int8 kernels (AVX2 vs AVX-512 VNNI).
-    assert np.corrcoef(_run(int8, feeds).ravel(), ref.ravel())[0, 1] > 0.95
+    # int8 of tiny random weights, whose logits are 0.01 to 0.2 in size: the error is judged against their size (at
+    # most 0.35 of the largest was seen, across heads and transformers 4.57 / 5.x on AVX2), not by an absolute bound.
+    assert np.abs(_run(int8, feeds) - ref).max() < 0.5 * np.abs(ref).max()
     assert _ops(fused)["Attention"] == 4 and _ops(int8)["QAttention"] == 4  # one per layer, as on Optimum's route
     steps = json.loads((int8 / "config.json").read_text())["fastformers"]["steps"]
     assert [s["route"] for s in steps] == ["onnxruntime"] * 3
