@@ -213,9 +213,13 @@ def _start_serve(config: ServeConfig) -> int:
                 _ENV_BEFORE.setdefault(name, os.environ.get(name))
                 os.environ[name] = value
             cores = len(physical_cores())
-            ray.init(address="local", num_cpus=max(os.cpu_count() or 1, config.num_replicas(cores) *
-                                                   config.threads_per_replica),
-                     include_dashboard=False, object_store_memory=256 * 1024 ** 2, log_to_driver=False)
+            try:
+                ray.init(address="local", num_cpus=max(os.cpu_count() or 1, config.num_replicas(cores) *
+                                                       config.threads_per_replica),
+                         include_dashboard=False, object_store_memory=256 * 1024 ** 2, log_to_driver=False)
+            except BaseException:
+                _restore_env()
+                raise
             _STARTED_RAY = True
         else:
             ray.init(address=config.address, log_to_driver=False)
@@ -256,12 +260,17 @@ def shutdown() -> None:
         if _STARTED_RAY:
             ray.shutdown()
             _STARTED_RAY = False
-            for name, value in _ENV_BEFORE.items():  # the next local instance starts as the user's environment says
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
-            _ENV_BEFORE.clear()
+            _restore_env()
+
+
+def _restore_env() -> None:
+    """Put back what deploy() changed in os.environ: the next local instance starts as the user's environment says."""
+    for name, value in _ENV_BEFORE.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    _ENV_BEFORE.clear()
 
 
 __all__ = ["ServeConfig", "deploy", "deploy_floor", "shutdown", "build_app", "build_floor_app", "app_builder",
